@@ -34,6 +34,7 @@ struct RawCatalog {
     events: Vec<EventSpec>,
     app_states: HashMap<String, AppStateSpec>,
     reject_causes: HashMap<String, String>,
+    enums: HashMap<String, HashMap<String, String>>,
 }
 
 /// Every method and event the TrueConf Room API is known to have.
@@ -44,6 +45,7 @@ pub struct Catalog {
     events_by_name: HashMap<String, usize>,
     app_states: HashMap<String, AppStateSpec>,
     reject_causes: HashMap<String, String>,
+    enums: HashMap<String, HashMap<String, String>>,
 }
 
 /// One API method: its name, parameters and policy flags.
@@ -229,6 +231,9 @@ pub enum ParamError {
         /// The parameters the method takes.
         expected: String,
     },
+    /// The parameters are not a JSON object.
+    #[error("parameters must be a JSON object, got {0}")]
+    NotAnObject(&'static str),
     /// `method` and `requestId` are set by the client itself.
     #[error("{method}: '{param}' is reserved and set by the client")]
     Reserved {
@@ -330,6 +335,7 @@ impl Catalog {
             events_by_name,
             app_states: raw.app_states,
             reject_causes: raw.reject_causes,
+            enums: raw.enums,
         }
     }
 
@@ -370,6 +376,15 @@ impl Catalog {
     pub fn reject_cause(&self, cause: i64) -> Option<&str> {
         self.reject_causes
             .get(&cause.to_string())
+            .map(String::as_str)
+    }
+
+    /// Text for a value of one of the catalog's enumerations (`login_results`,
+    /// `auth_needed_causes`, `conference_types_int`, …).
+    pub fn enum_text(&self, enumeration: &str, value: i64) -> Option<&str> {
+        self.enums
+            .get(enumeration)?
+            .get(&value.to_string())
             .map(String::as_str)
     }
 

@@ -1,0 +1,535 @@
+//! The task that owns the WebSocket: connect, authenticate, run, reconnect.
+//!
+//! One supervisor task per Room. It loops over sessions; a session is one authenticated
+//! WebSocket connection driven by a single `select!` loop (no split halves, no locks): frames
+//! from the Room, requests from handles, the keepalive tick and the cancellation token. When a
+//! session ends, every request in flight fails at once and new ones are refused until the next
+//! session is authenticated, so a command is never executed minutes late.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::client::{Command, HEALTHY_PERIOD, LinkState, Shared};
+use super::discovery::{DEFAULT_WS_PORT, discover};
+use super::error::RoomError;
+use crate::backoff::Backoff;
+use crate::protocol::{
+    AppState, EventKind, Incoming, MAX_FRAME_BYTES, Response, encode_request, parse_incoming,
+};
+use crate::secret::Secret;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Prefix of the request ids we issue: a reply carrying an id of this shape that we no longer
+/// wait for is a duplicate, not a reply to some other request.
+const ID_PREFIX: &str = "t2m-";
+
+/// Requests written to the socket before one flush, when many are queued at once.
+const WRITE_BATCH: usize = 256;
+
+/// The methods read after every (re)connect (SPEC §14.6). `getConferences` and
+/// `getConferenceParticipants` follow when the Room is in a conference.
+const RESYNC: &[&str] = &[
+    "getAppState",
+    "getLogin",
+    "getConnected",
+    "getHardware",
+    "getMicMute",
+    "getVideoMute",
+    "getAudioMute",
+    "getSystemInfo",
+    "getMonitorsInfo",
+    "getSettings",
+    "getPtzControls",
+];
+
+/// How a session ended.
+enum End {
+    /// Cancelled: stop for good.
+    Stopped,
+    /// The connection broke or went silent; reconnect with backoff.
+    Lost(String),
+}
+
+/// Runs sessions until cancelled.
+pub(crate) async fn supervise(
+    shared: Arc<Shared>,
+    mut commands: mpsc::Receiver<Command>,
+    cancel: CancellationToken,
+) {
+    let options = &shared.options;
+    let mut backoff = Backoff::new(options.reconnect_min, options.reconnect_max);
+    let address = format!("{}:{}", options.host, options.port);
+    loop {
+        shared.link.send_replace(LinkState::Connecting);
+        let attempt = tokio::select! {
+            _ = cancel.cancelled() => break,
+            attempt = connect_and_authenticate(&shared) => attempt,
+        };
+        let delay = match attempt {
+            Ok(socket) => {
+                let started = Instant::now();
+                shared.stats.connects.fetch_add(1, Ordering::Relaxed);
+                info!(room = %address, "authenticated");
+                let mut session = Session::new(socket, shared.clone());
+                let end = session.run(&mut commands, &cancel).await;
+                shared.accepting.store(false, Ordering::Release);
+                session.fail_pending();
+                match end {
+                    End::Stopped => break,
+                    End::Lost(reason) => {
+                        warn!(room = %address, %reason, "connection lost");
+                        shared.link.send_replace(LinkState::Offline { reason });
+                    }
+                }
+                if started.elapsed() >= HEALTHY_PERIOD {
+                    backoff.reset();
+                }
+                backoff.next_delay()
+            }
+            Err(RoomError::AuthRefused { message, .. }) => {
+                warn!(
+                    room = %address,
+                    %message,
+                    retry_in_s = options.auth_retry.as_secs(),
+                    "the Room refused authentication; check the PIN"
+                );
+                shared.link.send_replace(LinkState::AuthRefused { message });
+                options.auth_retry
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                warn!(room = %address, %error, retry_in_ms = delay.as_millis() as u64, "cannot connect");
+                shared.link.send_replace(LinkState::Offline {
+                    reason: error.to_string(),
+                });
+                delay
+            }
+        };
+        // Wait before the next attempt, refusing requests at once meanwhile.
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                _ = cancel.cancelled() => break,
+                Some(command) = commands.recv() => command.fail(RoomError::NotConnected),
+            }
+        }
+        if cancel.is_cancelled() {
+            break;
+        }
+    }
+    shared.accepting.store(false, Ordering::Release);
+    shared.link.send_replace(LinkState::Stopped);
+    commands.close();
+    while let Ok(command) = commands.try_recv() {
+        command.fail(RoomError::Stopped);
+    }
+}
+
+/// Discovers the port, opens the WebSocket and authenticates, all within `connect_timeout`.
+async fn connect_and_authenticate(shared: &Shared) -> Result<Socket, RoomError> {
+    let options = &shared.options;
+    let address = format!("{}:{}", options.host, options.port);
+    let unreachable = |reason: String| RoomError::Unreachable {
+        addr: address.clone(),
+        reason,
+    };
+    let deadline = Instant::now() + options.connect_timeout;
+
+    let ws_port = match options.ws_port {
+        Some(port) => port,
+        None => match discover(
+            &options.host,
+            options.port,
+            &options.instance,
+            options.connect_timeout / 2,
+        )
+        .await
+        {
+            Ok(ports) => ports.websocket,
+            Err(error) => {
+                // The official client falls back silently; we say so (SPEC §2.5).
+                debug!(room = %address, %error, "port discovery failed, trying the default {DEFAULT_WS_PORT}");
+                DEFAULT_WS_PORT
+            }
+        },
+    };
+    let url = format!("ws://{}:{ws_port}/", options.host);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+        .max_write_buffer_size(4 * MAX_FRAME_BYTES);
+    let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
+    let (mut socket, _) = tokio::time::timeout_at(deadline, connect)
+        .await
+        .map_err(|_| unreachable(format!("WebSocket {url} did not open in time")))?
+        .map_err(|e| unreachable(format!("WebSocket {url}: {e}")))?;
+
+    let mut auth = Map::new();
+    match &options.pin {
+        Some(pin) => {
+            auth.insert("type".into(), "secured".into());
+            auth.insert("credentials".into(), pin.expose().into());
+        }
+        None => {
+            auth.insert("type".into(), "unsecured".into());
+        }
+    }
+    let frame = encode_request("auth", Some(&format!("{ID_PREFIX}auth")), &auth);
+    socket
+        .send(Message::text(frame))
+        .await
+        .map_err(|e| unreachable(format!("sending auth: {e}")))?;
+
+    let reply = tokio::time::timeout_at(deadline, async {
+        while let Some(frame) = socket.next().await {
+            let text = match frame {
+                Ok(Message::Text(text)) => text,
+                Ok(Message::Close(_)) => break,
+                Ok(_) => continue,
+                Err(e) => return Err(unreachable(format!("during auth: {e}"))),
+            };
+            match parse_incoming(&text) {
+                Ok(Incoming::Response(r)) if r.method == "auth" => return Ok(r),
+                // Anything else before the auth reply is not expected (SPEC §4.5); skip it.
+                _ => continue,
+            }
+        }
+        Err(unreachable("connection closed during auth".into()))
+    })
+    .await
+    .map_err(|_| unreachable("no auth reply in time".into()))??;
+
+    if !reply.result {
+        return Err(RoomError::AuthRefused {
+            code: reply.result_code(),
+            message: reply.error_text().unwrap_or("result: false").to_owned(),
+        });
+    }
+    let token = reply
+        .fields
+        .get("tokenForHttpServer")
+        .and_then(Value::as_str);
+    if let Ok(mut slot) = shared.http_token.lock() {
+        *slot = token.map(Secret::new);
+    }
+    Ok(socket)
+}
+
+/// A request waiting for its reply.
+struct Pending {
+    method: String,
+    /// `None` for the session's own requests (probes, follow-ups): their replies only update
+    /// the state.
+    reply: Option<oneshot::Sender<Result<Response, RoomError>>>,
+}
+
+/// One authenticated connection.
+struct Session {
+    socket: Socket,
+    shared: Arc<Shared>,
+    pending: HashMap<String, Pending>,
+    /// Ids per method in send order, for replies without a usable id (SPEC §5.2: the Room
+    /// answers the commands of one connection in order — inferred).
+    by_method: HashMap<String, VecDeque<String>>,
+    next_id: u64,
+    last_heard: Instant,
+}
+
+impl Session {
+    fn new(socket: Socket, shared: Arc<Shared>) -> Session {
+        Session {
+            socket,
+            shared,
+            pending: HashMap::new(),
+            by_method: HashMap::new(),
+            next_id: 0,
+            last_heard: Instant::now(),
+        }
+    }
+
+    async fn run(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+        cancel: &CancellationToken,
+    ) -> End {
+        let keepalive = self.shared.options.keepalive;
+        let mut tick = tokio::time::interval(keepalive / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.reset();
+
+        self.shared.accepting.store(true, Ordering::Release);
+        let resync = tokio::spawn(resync(self.shared.clone()));
+        let end = loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    // Best effort clean close, bounded.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close(None)).await;
+                    break End::Stopped;
+                }
+                frame = self.socket.next() => {
+                    self.last_heard = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(end) = self.on_text(&text) {
+                                break end;
+                            }
+                        }
+                        Some(Ok(Message::Binary(bytes))) => {
+                            self.shared.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                            warn!(bytes = bytes.len(), "ignoring a binary frame from the Room");
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            break End::Lost(format!("closed by the Room ({frame:?})"));
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => break End::Lost(e.to_string()),
+                        None => break End::Lost("connection closed".into()),
+                    }
+                }
+                command = commands.recv() => {
+                    let Some(command) = command else { break End::Stopped };
+                    if let Err(e) = self.write_batch(command, commands).await {
+                        break End::Lost(e);
+                    }
+                }
+                _ = tick.tick() => {
+                    let silent = self.last_heard.elapsed();
+                    if silent >= keepalive {
+                        break End::Lost(format!("no frame from the Room for {} ms", silent.as_millis()));
+                    }
+                    self.pending.retain(|_, p| p.reply.as_ref().is_none_or(|r| !r.is_closed()));
+                    if silent >= keepalive / 3 {
+                        // The Room is not known to answer pings (SPEC §8, inferred), so a cheap
+                        // request serves as the fallback probe.
+                        let probe = self.enqueue("getAppState", &Map::new(), None);
+                        let sent = tokio::time::timeout(keepalive, async {
+                            self.socket.feed(Message::Ping(Vec::new().into())).await?;
+                            self.socket.feed(Message::text(probe)).await?;
+                            self.socket.flush().await
+                        }).await;
+                        match sent {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => break End::Lost(e.to_string()),
+                            Err(_) => break End::Lost("the Room stopped reading".into()),
+                        }
+                    }
+                }
+            }
+        };
+        resync.abort();
+        end
+    }
+
+    /// Registers a request and returns its frame.
+    fn enqueue(
+        &mut self,
+        method: &str,
+        params: &Map<String, Value>,
+        reply: Option<oneshot::Sender<Result<Response, RoomError>>>,
+    ) -> String {
+        self.next_id += 1;
+        let id = format!("{ID_PREFIX}{}", self.next_id);
+        let frame = encode_request(method, Some(&id), params);
+        self.by_method
+            .entry(method.to_owned())
+            .or_default()
+            .push_back(id.clone());
+        self.pending.insert(
+            id,
+            Pending {
+                method: method.to_owned(),
+                reply,
+            },
+        );
+        frame
+    }
+
+    /// Writes `first` and whatever else is already queued, then flushes once.
+    async fn write_batch(
+        &mut self,
+        first: Command,
+        commands: &mut mpsc::Receiver<Command>,
+    ) -> Result<(), String> {
+        let timeout = self.shared.options.request_timeout;
+        let mut next = Some(first);
+        let mut written = 0;
+        let outcome = tokio::time::timeout(timeout, async {
+            while let Some(Command::Request {
+                method,
+                params,
+                reply,
+            }) = next.take()
+            {
+                let frame = self.enqueue(&method, &params, Some(reply));
+                self.socket
+                    .feed(Message::text(frame))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                written += 1;
+                if written < WRITE_BATCH {
+                    next = commands.try_recv().ok();
+                }
+            }
+            self.socket.flush().await.map_err(|e| e.to_string())
+        })
+        .await;
+        outcome.unwrap_or_else(|_| Err("the Room stopped reading".into()))
+    }
+
+    /// Handles one text frame; returns `Some` when the session must end.
+    fn on_text(&mut self, text: &str) -> Option<End> {
+        match parse_incoming(text) {
+            Err(error) => {
+                self.shared.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                warn!(%error, "ignoring a frame from the Room");
+                None
+            }
+            Ok(Incoming::Event(event)) => {
+                let mut follow_up = false;
+                let mut end = None;
+                match &event.kind {
+                    EventKind::AppStateChanged {
+                        state: Some(AppState::Conference),
+                    } => follow_up = true,
+                    EventKind::AuthorizationNeeded { cause } => {
+                        let text = crate::protocol::catalog()
+                            .enum_text("auth_needed_causes", *cause)
+                            .unwrap_or("unknown cause");
+                        end = Some(End::Lost(format!(
+                            "the Room revoked our authorisation: {text} (cause {cause})"
+                        )));
+                    }
+                    _ => {}
+                }
+                self.shared
+                    .state
+                    .send_if_modified(|s| s.apply_event(&event));
+                let _ = self.shared.events.send(Arc::new(event));
+                if follow_up {
+                    self.follow_up_conference();
+                }
+                end
+            }
+            Ok(Incoming::Response(response)) => {
+                self.shared
+                    .state
+                    .send_if_modified(|s| s.apply_response(&response));
+                self.on_response(response);
+                None
+            }
+        }
+    }
+
+    /// When a call starts, read the conference and its participants, as the official client
+    /// does (SPEC §15.1 item 7). The replies only update the state.
+    fn follow_up_conference(&mut self) {
+        for method in ["getConferences", "getConferenceParticipants"] {
+            let frame = self.enqueue(method, &Map::new(), None);
+            // Best effort: a full socket is caught by the next write or the keepalive.
+            let _ = futures_util::FutureExt::now_or_never(self.socket.feed(Message::text(frame)));
+        }
+        let _ = futures_util::FutureExt::now_or_never(self.socket.flush());
+    }
+
+    fn on_response(&mut self, response: Response) {
+        let id = match &response.request_id {
+            Some(id) if self.pending.contains_key(id) => Some(id.clone()),
+            Some(id) if id.starts_with(ID_PREFIX) => {
+                // One of ours that was already answered, timed out or never sent: a duplicate.
+                self.shared
+                    .stats
+                    .unmatched_replies
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(method = %response.method, %id, "dropping a duplicate reply");
+                return;
+            }
+            _ => self.oldest_pending(&response.method),
+        };
+        let Some(id) = id else {
+            if response.method != "auth" {
+                self.shared
+                    .stats
+                    .unmatched_replies
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(method = %response.method, error = ?response.error_text(), "a reply matching no request");
+            }
+            return;
+        };
+        let Some(pending) = self.pending.remove(&id) else {
+            return;
+        };
+        if let Some(queue) = self.by_method.get_mut(&pending.method) {
+            if let Some(pos) = queue.iter().position(|q| q == &id) {
+                queue.remove(pos);
+            }
+            if queue.is_empty() {
+                self.by_method.remove(&pending.method);
+            }
+        }
+        if let Some(reply) = pending.reply {
+            let _ = reply.send(Ok(response));
+        }
+    }
+
+    /// The oldest request of `method` still waiting.
+    fn oldest_pending(&mut self, method: &str) -> Option<String> {
+        let queue = self.by_method.get_mut(method)?;
+        while let Some(id) = queue.front() {
+            if self.pending.contains_key(id) {
+                return Some(id.clone());
+            }
+            queue.pop_front();
+        }
+        None
+    }
+
+    /// Fails every request in flight: the connection is gone, whether they ran is unknown.
+    fn fail_pending(&mut self) {
+        for (_, pending) in self.pending.drain() {
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Err(RoomError::ConnectionLost(format!(
+                    "connection lost before the reply to {}",
+                    pending.method
+                ))));
+            }
+        }
+        self.by_method.clear();
+    }
+}
+
+/// Reads the whole state after a (re)connect, then reports the link online.
+async fn resync(shared: Arc<Shared>) {
+    let requests = RESYNC
+        .iter()
+        .map(|method| shared.request(method, Map::new()));
+    for (method, outcome) in RESYNC
+        .iter()
+        .zip(futures_util::future::join_all(requests).await)
+    {
+        if let Err(error) = outcome {
+            debug!(method, %error, "resync request failed");
+        }
+    }
+    if shared.state.borrow().in_call() {
+        for method in ["getConferences", "getConferenceParticipants"] {
+            let _ = shared.request(method, Map::new()).await;
+        }
+    }
+    shared.link.send_replace(LinkState::Online);
+}

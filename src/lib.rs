@@ -3,3 +3,4 @@ pub mod backoff;
 pub mod protocol;
 pub mod room;
 pub mod secret;
+pub mod homeassistant;

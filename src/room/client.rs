@@ -135,10 +135,18 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Sender<RoomState>,
     pub(crate) link: watch::Sender<LinkState>,
     pub(crate) http_token: Mutex<Option<Secret>>,
+    /// Why the last attempt or session failed, for [`RoomClient::wait_online`].
+    pub(crate) last_error: Mutex<Option<RoomError>>,
     pub(crate) stats: RoomStats,
 }
 
 impl Shared {
+    pub(crate) fn remember(&self, error: RoomError) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = Some(error);
+        }
+    }
+
     /// Sends a request through the current session and waits for its reply.
     pub(crate) async fn request(
         &self,
@@ -217,6 +225,7 @@ impl RoomClient {
             state: watch::Sender::new(RoomState::default()),
             link: watch::Sender::new(LinkState::Connecting),
             http_token: Mutex::new(None),
+            last_error: Mutex::new(None),
             stats: RoomStats::default(),
         });
         let cancel = CancellationToken::new();
@@ -249,17 +258,9 @@ impl RoomClient {
             loop {
                 match &*link.borrow_and_update() {
                     LinkState::Online => return Ok(()),
-                    LinkState::AuthRefused { message } => {
-                        return Err(RoomError::AuthRefused {
-                            code: None,
-                            message: message.clone(),
-                        });
-                    }
-                    LinkState::Offline { reason } => {
-                        return Err(RoomError::Unreachable {
-                            addr: self.address(),
-                            reason: reason.clone(),
-                        });
+                    LinkState::AuthRefused { .. } | LinkState::Offline { .. } => {
+                        let last = self.shared.last_error.lock().ok().and_then(|e| e.clone());
+                        return Err(last.unwrap_or(RoomError::NotConnected));
                     }
                     LinkState::Stopped => return Err(RoomError::Stopped),
                     LinkState::Connecting => {}

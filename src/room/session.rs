@@ -92,6 +92,7 @@ pub(crate) async fn supervise(
                     End::Stopped => break,
                     End::Lost(reason) => {
                         warn!(room = %address, %reason, "connection lost");
+                        shared.remember(RoomError::ConnectionLost(reason.clone()));
                         shared.link.send_replace(LinkState::Offline { reason });
                     }
                 }
@@ -100,7 +101,11 @@ pub(crate) async fn supervise(
                 }
                 backoff.next_delay()
             }
-            Err(RoomError::AuthRefused { message, .. }) => {
+            Err(RoomError::AuthRefused { code, message }) => {
+                shared.remember(RoomError::AuthRefused {
+                    code,
+                    message: message.clone(),
+                });
                 warn!(
                     room = %address,
                     %message,
@@ -111,6 +116,7 @@ pub(crate) async fn supervise(
                 options.auth_retry
             }
             Err(error) => {
+                shared.remember(error.clone());
                 let delay = backoff.next_delay();
                 warn!(room = %address, %error, retry_in_ms = delay.as_millis() as u64, "cannot connect");
                 shared.link.send_replace(LinkState::Offline {
@@ -151,6 +157,7 @@ async fn connect_and_authenticate(shared: &Shared) -> Result<Socket, RoomError> 
     };
     let deadline = Instant::now() + options.connect_timeout;
 
+    let mut discovery_note = String::new();
     let ws_port = match options.ws_port {
         Some(port) => port,
         None => match discover(
@@ -165,6 +172,8 @@ async fn connect_and_authenticate(shared: &Shared) -> Result<Socket, RoomError> 
             Err(error) => {
                 // The official client falls back silently; we say so (SPEC §2.5).
                 debug!(room = %address, %error, "port discovery failed, trying the default {DEFAULT_WS_PORT}");
+                discovery_note =
+                    format!(" (config.json discovery failed: {error}; tried the default port)");
                 DEFAULT_WS_PORT
             }
         },
@@ -178,7 +187,7 @@ async fn connect_and_authenticate(shared: &Shared) -> Result<Socket, RoomError> 
     let (mut socket, _) = tokio::time::timeout_at(deadline, connect)
         .await
         .map_err(|_| unreachable(format!("WebSocket {url} did not open in time")))?
-        .map_err(|e| unreachable(format!("WebSocket {url}: {e}")))?;
+        .map_err(|e| unreachable(format!("WebSocket {url}: {e}{discovery_note}")))?;
 
     let mut auth = Map::new();
     match &options.pin {

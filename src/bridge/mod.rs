@@ -1,0 +1,404 @@
+//! The bridge: Rooms on one side, the broker on the other, data flowing one way each.
+//!
+//! ```text
+//!  Room ──ws──▶ RoomClient ──state/events──▶ publish_loop ──▶ outbox ──▶ broker
+//!  broker ──▶ router ──▶ command_loop (one per room, in order) ──▶ RoomClient ──▶ Room
+//!                                   └──────── response ──▶ outbox ──▶ broker
+//! ```
+//!
+//! The two sides reconnect independently: the Room clients keep their sessions and state
+//! while the broker is away (the outbox coalesces state and buffers events), and the broker
+//! link stays up while a Room restarts (its availability goes `offline`, its commands are
+//! answered with an error at once).
+
+pub mod command;
+pub mod publish;
+mod room;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::mqtt::{CommandTopic, Inbound, LinkOptions, MqttLink, Publish, Started, Topics};
+use crate::room::{LinkState, RoomClient, RoomOptions};
+use room::{LinkReport, RoomCommand, RoomContext};
+
+pub use room::RoomBridgeStats;
+
+/// One Room to serve.
+#[derive(Debug, Clone)]
+pub struct RoomEntry {
+    /// Id used in topics and Home Assistant ids.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// How to reach it.
+    pub options: RoomOptions,
+    /// Dangerous catalog methods allowed for this room (`*` = all).
+    pub allow_dangerous: Vec<String>,
+}
+
+/// Everything the bridge needs to run.
+#[derive(Debug, Clone)]
+pub struct BridgeOptions {
+    /// Broker connection.
+    pub mqtt: LinkOptions,
+    /// Base topic.
+    pub base_topic: String,
+    /// Home Assistant discovery prefix; `None` turns discovery off.
+    pub discovery_prefix: Option<String>,
+    /// Largest command payload accepted.
+    pub max_payload_bytes: usize,
+    /// The Rooms.
+    pub rooms: Vec<RoomEntry>,
+}
+
+/// Commands queued per room before new ones are refused.
+const ROOM_COMMAND_QUEUE: usize = 64;
+/// Bound on the whole shutdown sequence after the signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+struct RoomHandle {
+    ctx: RoomContext,
+    commands: mpsc::Sender<RoomCommand>,
+}
+
+/// A running bridge.
+pub struct Bridge {
+    link: MqttLink,
+    rooms: BTreeMap<String, RoomHandle>,
+}
+
+impl Bridge {
+    /// The broker link (for tests and the status endpoint).
+    pub fn link(&self) -> &MqttLink {
+        &self.link
+    }
+
+    /// The Room client of a room.
+    pub fn room(&self, id: &str) -> Option<&RoomClient> {
+        self.rooms.get(id).map(|r| &r.ctx.client)
+    }
+
+    /// Counters of a room.
+    pub fn room_stats(&self, id: &str) -> Option<&RoomBridgeStats> {
+        self.rooms.get(id).map(|r| r.ctx.stats.as_ref())
+    }
+}
+
+/// Runs the bridge until `shutdown` is cancelled, then stops gracefully: `offline` published,
+/// queued commands answered, WebSockets closed, DISCONNECT sent — within a few seconds.
+pub async fn run(options: BridgeOptions, shutdown: CancellationToken) {
+    let (bridge, tasks) = start(options, shutdown.clone());
+    shutdown.cancelled().await;
+    bridge.stop(tasks).await;
+}
+
+/// The background tasks of a running bridge.
+pub struct Tasks {
+    inner: CancellationToken,
+    mqtt: tokio::task::JoinHandle<()>,
+    router: tokio::task::JoinHandle<()>,
+    rooms: Vec<tokio::task::JoinHandle<()>>,
+    topics: Topics,
+}
+
+/// Starts the bridge in the background.
+pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge>, Tasks) {
+    let topics = Topics::new(options.base_topic.clone());
+    let inner = CancellationToken::new();
+    let ha_status = options
+        .discovery_prefix
+        .as_ref()
+        .map(|p| format!("{p}/status"));
+    let mut filters = topics.command_filters();
+    filters.extend(ha_status.clone());
+
+    let mut mqtt_options = options.mqtt.clone();
+    mqtt_options.will_topic = topics.bridge_state();
+    mqtt_options.first_prefix = options.discovery_prefix.clone();
+    let Started {
+        link,
+        inbound,
+        task: mqtt,
+    } = MqttLink::start(mqtt_options, filters, inner.clone());
+    link.publish(Publish::retained(topics.bridge_state(), "online"));
+
+    let (reports_tx, reports_rx) = mpsc::channel(1024);
+    let mut rooms = BTreeMap::new();
+    let mut tasks = Vec::new();
+    for entry in &options.rooms {
+        let client = RoomClient::start(entry.options.clone());
+        let ctx = RoomContext {
+            id: entry.id.clone(),
+            name: entry.name.clone(),
+            host: entry.options.host.clone(),
+            client,
+            link: link.clone(),
+            topics: topics.clone(),
+            discovery_prefix: options.discovery_prefix.clone(),
+            allow_dangerous: Arc::new(entry.allow_dangerous.clone()),
+            stats: Arc::default(),
+        };
+        let (commands, commands_rx) = mpsc::channel(ROOM_COMMAND_QUEUE);
+        tasks.push(tokio::spawn(room::publish_loop(
+            ctx.clone(),
+            reports_tx.clone(),
+            inner.clone(),
+        )));
+        tasks.push(tokio::spawn(room::command_loop(
+            ctx.clone(),
+            commands_rx,
+            inner.clone(),
+        )));
+        rooms.insert(entry.id.clone(), RoomHandle { ctx, commands });
+    }
+    drop(reports_tx);
+    let bridge = Arc::new(Bridge { link, rooms });
+    tasks.push(tokio::spawn(info_loop(
+        bridge.clone(),
+        topics.clone(),
+        reports_rx,
+    )));
+    let router = tokio::spawn(route(
+        bridge.clone(),
+        topics.clone(),
+        ha_status,
+        options.max_payload_bytes,
+        inbound,
+        shutdown,
+    ));
+    (
+        bridge,
+        Tasks {
+            inner,
+            mqtt,
+            router,
+            rooms: tasks,
+            topics,
+        },
+    )
+}
+
+impl Bridge {
+    /// The graceful stop sequence.
+    pub async fn stop(self: Arc<Self>, tasks: Tasks) {
+        info!("stopping");
+        let sequence = async {
+            // 1. No new commands; queued ones are answered with an error by their room task.
+            tasks.router.abort();
+            tasks.inner.cancel();
+            for task in tasks.rooms {
+                let _ = task.await;
+            }
+            // 2. Rooms and bridge offline, everything queued handed to the broker.
+            for id in self.rooms.keys() {
+                self.link
+                    .publish(Publish::retained(tasks.topics.availability(id), "offline"));
+            }
+            self.link
+                .publish(Publish::retained(tasks.topics.bridge_state(), "offline"));
+            self.link.flush(Duration::from_secs(2)).await;
+            // 3. DISCONNECT (after the queued publishes) and close the WebSockets.
+            self.link.disconnect().await;
+            let closes = self.rooms.values().map(|r| r.ctx.client.close());
+            futures_util::future::join_all(closes).await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, sequence)
+            .await
+            .is_err()
+        {
+            warn!("graceful stop took too long; exiting anyway");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), tasks.mqtt).await;
+    }
+}
+
+/// Keeps `bridge/info` up to date with each room's link state.
+async fn info_loop(bridge: Arc<Bridge>, topics: Topics, mut reports: mpsc::Receiver<LinkReport>) {
+    let mut states: HashMap<String, LinkState> = HashMap::new();
+    while let Some(report) = reports.recv().await {
+        states.insert(report.room, report.state);
+        while let Ok(report) = reports.try_recv() {
+            states.insert(report.room, report.state);
+        }
+        let rooms: serde_json::Map<String, Value> = bridge
+            .rooms
+            .iter()
+            .map(|(id, handle)| {
+                let state = states.get(id).cloned().unwrap_or(LinkState::Connecting);
+                let (name, reason) = match &state {
+                    LinkState::Online => ("online", None),
+                    LinkState::Connecting => ("connecting", None),
+                    LinkState::Offline { reason } => ("offline", Some(reason.clone())),
+                    LinkState::AuthRefused { message } => ("auth_refused", Some(message.clone())),
+                    LinkState::Stopped => ("stopped", None),
+                };
+                let mut room = json!({ "name": handle.ctx.name, "state": name });
+                if let Some(reason) = reason {
+                    room["reason"] = json!(reason);
+                }
+                (id.clone(), room)
+            })
+            .collect();
+        let info = json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "rooms": rooms,
+        });
+        bridge
+            .link
+            .publish(Publish::retained(topics.bridge_info(), info.to_string()));
+    }
+}
+
+/// Reads incoming publishes and dispatches them; answers what it refuses itself.
+async fn route(
+    bridge: Arc<Bridge>,
+    topics: Topics,
+    ha_status: Option<String>,
+    max_payload: usize,
+    mut inbound: mpsc::Receiver<Inbound>,
+    shutdown: CancellationToken,
+) {
+    while let Some(message) = tokio::select! {
+        m = inbound.recv() => m,
+        _ = shutdown.cancelled() => None,
+    } {
+        if ha_status.as_deref() == Some(message.topic.as_str()) {
+            if message.payload.as_ref().eq_ignore_ascii_case(b"online") {
+                // Let Home Assistant finish subscribing before everything arrives again.
+                let link = bridge.link.clone();
+                let delay = Duration::from_millis(500 + fastrand::u64(..1500));
+                info!(
+                    delay_ms = delay.as_millis() as u64,
+                    "Home Assistant came online; republishing"
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    link.republish_all();
+                });
+            }
+            continue;
+        }
+        let Some(target) = topics.parse_command(&message.topic) else {
+            continue;
+        };
+        dispatch(&bridge, &topics, max_payload, target, message);
+    }
+}
+
+fn dispatch(
+    bridge: &Bridge,
+    topics: &Topics,
+    max_payload: usize,
+    target: CommandTopic,
+    message: Inbound,
+) {
+    let (room_id, response_name) = match &target {
+        CommandTopic::Bridge { name } => (None, name.clone()),
+        CommandTopic::Set { room } => (Some(room.clone()), "set".to_owned()),
+        CommandTopic::SetField { room, field } => (Some(room.clone()), field.clone()),
+        CommandTopic::Request { room, method } => (Some(room.clone()), method.clone()),
+    };
+    let respond = |body: Value| {
+        let topic = match &room_id {
+            Some(room) => topics.response(room, &response_name),
+            None => topics.bridge_response(&response_name),
+        };
+        bridge
+            .link
+            .publish(Publish::transient(topic, body.to_string()));
+    };
+    let refuse = |error: String, transaction: Option<Value>| {
+        warn!(topic = %message.topic, %error, "refusing a command");
+        respond(command::response(Err(error), transaction));
+    };
+
+    // A retained command would fire again on every resubscribe: never run it.
+    if message.retain {
+        return refuse(
+            "retained commands are refused: publish commands without the retain flag (and clear \
+             this retained message with an empty retained payload)"
+                .into(),
+            None,
+        );
+    }
+    if message.payload.len() > max_payload {
+        return refuse(
+            format!(
+                "payload of {} bytes exceeds the limit of {max_payload} bytes (mqtt.max_payload_bytes)",
+                message.payload.len()
+            ),
+            None,
+        );
+    }
+    let Ok(payload) = std::str::from_utf8(&message.payload) else {
+        return refuse("payload is not valid UTF-8".into(), None);
+    };
+
+    let Some(room_id) = room_id.clone() else {
+        let body = match response_name.as_str() {
+            "republish" => {
+                bridge.link.republish_all();
+                command::response(Ok(json!({})), None)
+            }
+            "health_check" => {
+                let rooms: serde_json::Map<String, Value> = bridge
+                    .rooms
+                    .iter()
+                    .map(|(id, r)| (id.clone(), json!(r.ctx.client.link().borrow().is_online())))
+                    .collect();
+                command::response(Ok(json!({ "healthy": true, "rooms": rooms })), None)
+            }
+            other => command::response(
+                Err(format!(
+                    "unknown bridge request '{other}' (known: republish, health_check)"
+                )),
+                None,
+            ),
+        };
+        return respond(body);
+    };
+    let Some(room) = bridge.rooms.get(&room_id) else {
+        let known: Vec<&str> = bridge.rooms.keys().map(String::as_str).collect();
+        return refuse(
+            format!(
+                "unknown room '{room_id}' (configured: {})",
+                known.join(", ")
+            ),
+            None,
+        );
+    };
+    let parsed = match &target {
+        CommandTopic::Set { .. } => command::parse_set(payload),
+        CommandTopic::SetField { field, .. } => Ok(command::Command {
+            kind: command::CommandKind::Set(vec![(field.clone(), payload.to_owned())]),
+            transaction: None,
+        }),
+        CommandTopic::Request { method, .. } => command::parse_request(method, payload),
+        CommandTopic::Bridge { .. } => return,
+    };
+    match parsed {
+        Err((error, transaction)) => refuse(error, transaction),
+        Ok(command) => {
+            let transaction = command.transaction.clone();
+            let queued = room.commands.try_send(RoomCommand {
+                response_name: response_name.clone(),
+                command,
+            });
+            if queued.is_err() {
+                refuse(
+                    format!(
+                        "too many commands queued for room '{room_id}' (limit {ROOM_COMMAND_QUEUE}); try again"
+                    ),
+                    transaction,
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The two tasks that serve one Room: publishing its state and events, and running its
+//! commands in order.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::command::{self, Command};
+use super::publish::{plain_fields, state_document};
+use crate::homeassistant::{self, DiscoveryContext};
+use crate::mqtt::{MqttLink, Publish, Topics};
+use crate::protocol::{SECRET_FIELDS, redact};
+use crate::room::{LinkState, RoomClient, RoomState};
+
+/// Everything the tasks of one room need.
+#[derive(Clone)]
+pub(crate) struct RoomContext {
+    pub id: String,
+    pub name: String,
+    pub host: String,
+    pub client: RoomClient,
+    pub link: MqttLink,
+    pub topics: Topics,
+    pub discovery_prefix: Option<String>,
+    pub allow_dangerous: Arc<Vec<String>>,
+    pub stats: Arc<RoomBridgeStats>,
+}
+
+/// Per-room counters.
+#[derive(Debug, Default)]
+pub struct RoomBridgeStats {
+    /// Events published.
+    pub events: AtomicU64,
+    /// Events the publisher missed because it fell behind the Room.
+    pub events_lagged: AtomicU64,
+    /// Commands answered `ok`.
+    pub commands_ok: AtomicU64,
+    /// Commands answered `error`.
+    pub commands_failed: AtomicU64,
+}
+
+/// A command on its way to a room's command task.
+pub(crate) struct RoomCommand {
+    /// Last topic level of the response topic (`<base>/<room>/response/<name>`).
+    pub response_name: String,
+    pub command: Command,
+}
+
+/// A room's link changed: for `bridge/info`.
+pub(crate) struct LinkReport {
+    pub room: String,
+    pub state: LinkState,
+}
+
+/// The inputs of Home Assistant discovery that change rarely; discovery is rebuilt only when
+/// they do, not on every state change.
+#[derive(PartialEq, Default)]
+struct DiscoveryInputs {
+    version: Option<String>,
+    http_port: Option<u16>,
+    devices: Vec<Vec<String>>,
+}
+
+impl DiscoveryInputs {
+    fn of(state: &RoomState) -> DiscoveryInputs {
+        let names =
+            |list: &[crate::protocol::Device]| list.iter().map(|d| d.name.clone()).collect();
+        DiscoveryInputs {
+            version: state.version.clone(),
+            http_port: state.http_port,
+            devices: vec![
+                names(&state.cameras),
+                names(&state.microphones),
+                names(&state.speakers),
+            ],
+        }
+    }
+}
+
+/// Publishes availability, state, discovery and events of one room until cancelled.
+pub(crate) async fn publish_loop(
+    ctx: RoomContext,
+    reports: mpsc::Sender<LinkReport>,
+    cancel: CancellationToken,
+) {
+    let mut state_rx = ctx.client.state();
+    let mut link_rx = ctx.client.link();
+    let mut events = ctx.client.events();
+    let mut discovery_inputs = None;
+
+    let publish_link = |state: &LinkState| {
+        let payload = if state.is_online() {
+            "online"
+        } else {
+            "offline"
+        };
+        ctx.link
+            .publish(Publish::retained(ctx.topics.availability(&ctx.id), payload));
+        let _ = reports.try_send(LinkReport {
+            room: ctx.id.clone(),
+            state: state.clone(),
+        });
+    };
+    publish_link(&link_rx.borrow_and_update().clone());
+    let initial = state_rx.borrow_and_update().clone();
+    publish_state(&ctx, &initial, &mut discovery_inputs);
+
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = state_rx.changed() => {
+                if changed.is_err() { break; }
+                let state = state_rx.borrow_and_update().clone();
+                publish_state(&ctx, &state, &mut discovery_inputs);
+            }
+            changed = link_rx.changed() => {
+                if changed.is_err() { break; }
+                let state = link_rx.borrow_and_update().clone();
+                publish_link(&state);
+            }
+            event = events.recv() => match event {
+                Ok(event) => {
+                    let payload = if event.fields.keys().any(|k| SECRET_FIELDS.contains(&k.as_str())) {
+                        redact(&Value::Object(event.fields.clone())).to_string()
+                    } else {
+                        event.to_json()
+                    };
+                    ctx.link.publish(Publish::transient(ctx.topics.event(&ctx.id, &event.name), payload));
+                    ctx.stats.events.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    ctx.stats.events_lagged.fetch_add(missed, Ordering::Relaxed);
+                    warn!(room = %ctx.id, missed, "fell behind the Room's events; some were not published");
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+}
+
+fn publish_state(
+    ctx: &RoomContext,
+    state: &RoomState,
+    discovery_inputs: &mut Option<DiscoveryInputs>,
+) {
+    if let Some(prefix) = &ctx.discovery_prefix {
+        let inputs = DiscoveryInputs::of(state);
+        if discovery_inputs.as_ref() != Some(&inputs) {
+            let discovery = DiscoveryContext {
+                base_topic: ctx.topics.base(),
+                prefix,
+                room_id: &ctx.id,
+                room_name: &ctx.name,
+                host: &ctx.host,
+                bridge_version: env!("CARGO_PKG_VERSION"),
+            };
+            for message in homeassistant::discovery_messages(&discovery, state) {
+                ctx.link
+                    .publish(Publish::retained(message.topic, message.payload));
+            }
+            *discovery_inputs = Some(inputs);
+        }
+    }
+    let document = state_document(state);
+    for (field, value) in plain_fields(&document) {
+        ctx.link
+            .publish(Publish::retained(ctx.topics.field(&ctx.id, field), value));
+    }
+    ctx.link.publish(Publish::retained(
+        ctx.topics.room(&ctx.id),
+        document.to_string(),
+    ));
+}
+
+/// Runs the room's commands one after another (so "mute" then "unmute" happen in that order)
+/// and answers each exactly once. After cancellation, queued commands are answered with an
+/// error instead of being run.
+pub(crate) async fn command_loop(
+    ctx: RoomContext,
+    mut commands: mpsc::Receiver<RoomCommand>,
+    cancel: CancellationToken,
+) {
+    let allow = ctx.allow_dangerous.clone();
+    let policy = move |method: &str| allow.iter().any(|m| m == "*" || m == method);
+    loop {
+        let next = tokio::select! {
+            next = commands.recv() => next,
+            _ = cancel.cancelled() => {
+                commands.close();
+                commands.recv().await
+            }
+        };
+        let Some(RoomCommand {
+            response_name,
+            command,
+        }) = next
+        else {
+            break;
+        };
+        let outcome = if cancel.is_cancelled() {
+            Err("the bridge is shutting down; command not executed".to_owned())
+        } else {
+            let state = ctx.client.state().borrow().clone();
+            match command::plan(&command.kind, &state, &policy) {
+                Err(error) => Err(error),
+                Ok(actions) => command::execute(&ctx.client, actions)
+                    .await
+                    .map_err(|e| format!("room '{}': {e}", ctx.id)),
+            }
+        };
+        match &outcome {
+            Ok(_) => ctx.stats.commands_ok.fetch_add(1, Ordering::Relaxed),
+            Err(error) => {
+                info!(room = %ctx.id, command = %response_name, %error, "command failed");
+                ctx.stats.commands_failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        let body = command::response(outcome, command.transaction);
+        ctx.link.publish(Publish::transient(
+            ctx.topics.response(&ctx.id, &response_name),
+            body.to_string(),
+        ));
+    }
+}

@@ -1,0 +1,313 @@
+//! Command-line interface: argument definitions and the subcommands.
+//!
+//! Every subcommand prints one clear `error: …` line to stderr and exits non-zero when it
+//! fails; nothing here panics on user input.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{catalog, redact};
+use crate::room::{RoomClient, RoomOptions};
+use crate::secret::Secret;
+
+/// TrueConf Room ⇄ MQTT bridge with Home Assistant discovery.
+#[derive(Debug, Parser)]
+#[command(version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TRUECONF2MQTT_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bridge.
+    #[command(after_help = "Example:\n  trueconf2mqtt run --config /etc/trueconf2mqtt/config.toml")]
+    Run {
+        /// Configuration file (TOML). Environment variables TRUECONF2MQTT__… override it.
+        #[arg(long, short, env = "TRUECONF2MQTT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and explain it, or every problem in it.
+    #[command(
+        after_help = "Example:\n  trueconf2mqtt check-config --config config/trueconf2mqtt.example.toml"
+    )]
+    CheckConfig {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "TRUECONF2MQTT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Talk to a Room directly: send one method, or print its events.
+    #[command(
+        after_help = "Examples:\n  trueconf2mqtt room --host 192.0.2.10 --pin 1234 call getAppState\n  \
+        trueconf2mqtt room --host 192.0.2.10 --pin 1234 call setMicMute '{\"mute\":true}'\n  \
+        trueconf2mqtt room --host 192.0.2.10 --pin 1234 events"
+    )]
+    Room(RoomArgs),
+    /// Run a simulated TrueConf Room (for tests, benchmarks and demos).
+    #[command(
+        after_help = "Example:\n  trueconf2mqtt simulate --http-port 8766 --ws-port 8765 --pin 1234\n\n\
+        Prints `listening room=<n> http=<port> ws=<port>` per room once it listens; reads control\n\
+        commands on stdin (incoming, hangup, join, leave, chat, drop, halfopen, garbage, stop,\n\
+        restart, state)."
+    )]
+    Simulate(SimulateArgs),
+    /// Print the API method catalog.
+    Catalog {
+        /// Print the Markdown reference (docs/METHODS.md) instead of one line per method.
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+/// Options of `room`.
+#[derive(Debug, Args)]
+pub struct RoomArgs {
+    /// Room host.
+    #[arg(long)]
+    pub host: String,
+    /// The Room's web port (serves config.json).
+    #[arg(long, default_value_t = 80)]
+    pub port: u16,
+    /// WebSocket port; skips discovery.
+    #[arg(long)]
+    pub ws_port: Option<u16>,
+    /// PIN (or set TRUECONF2MQTT_PIN); without one, auth is unsecured.
+    #[arg(long, env = "TRUECONF2MQTT_PIN", hide_env_values = true)]
+    pub pin: Option<String>,
+    /// Request timeout in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub timeout_ms: u64,
+    /// Print secrets (tokens, keys) in replies instead of ***.
+    #[arg(long)]
+    pub show_secrets: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: RoomAction,
+}
+
+/// `room` actions.
+#[derive(Debug, Subcommand)]
+pub enum RoomAction {
+    /// Send one API method and print the reply as JSON.
+    Call {
+        /// Method name, e.g. getAppState.
+        method: String,
+        /// Parameters as a JSON object.
+        params: Option<String>,
+    },
+    /// Print every event, one JSON line each, until interrupted.
+    Events,
+}
+
+/// Options of `simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// HTTP port serving config.json (0 = pick a free one).
+    #[arg(long, default_value_t = 0)]
+    pub http_port: u16,
+    /// WebSocket API port (0 = pick a free one).
+    #[arg(long, default_value_t = 0)]
+    pub ws_port: u16,
+    /// PIN required for auth.
+    #[arg(long, conflicts_with = "unsecured")]
+    pub pin: Option<String>,
+    /// Accept unsecured auth (the default when no PIN is given).
+    #[arg(long)]
+    pub unsecured: bool,
+    /// Number of rooms (ports increase from the given ones, or are all picked freely).
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Address to listen on (0.0.0.0 to serve other machines or containers).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+}
+
+/// Runs the parsed command line.
+pub fn main(cli: Cli) -> ExitCode {
+    // One-shot commands report through their own `error:` line; daemons log.
+    let default_level = match cli.command {
+        Command::Run { .. } | Command::Simulate(_) => "info",
+        _ => "error",
+    };
+    init_logging(cli.log_format, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        cancel.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        cancel.cancel();
+    });
+    token
+}
+
+async fn dispatch(command: Command) -> Result<(), String> {
+    match command {
+        Command::Room(args) => room(args).await,
+        Command::Catalog { markdown } => {
+            if markdown {
+                print!("{}", catalog().markdown());
+            } else {
+                for m in catalog().methods() {
+                    let flag = if m.dangerous { "  [dangerous]" } else { "" };
+                    println!("{}({}){flag}", m.name, m.signature());
+                }
+            }
+            Ok(())
+        }
+        Command::Simulate(args) => simulate(args).await,
+        Command::Run { config } => crate::app::run(config.as_deref(), shutdown_signal()).await,
+        Command::CheckConfig { config } => crate::app::check_config(config.as_deref()),
+    }
+}
+
+async fn room(args: RoomArgs) -> Result<(), String> {
+    let mut options = RoomOptions::new(&args.host, args.port);
+    options.ws_port = args.ws_port;
+    options.pin = args.pin.map(Secret::new);
+    options.request_timeout = Duration::from_millis(args.timeout_ms.max(1));
+    // A one-shot tool should not wait a minute before telling the user the PIN is wrong.
+    options.auth_retry = Duration::from_secs(1);
+    let show = |value: &Value| {
+        if args.show_secrets {
+            value.to_string()
+        } else {
+            redact(value).to_string()
+        }
+    };
+    match args.action {
+        RoomAction::Call { method, params } => {
+            let params: Value = match params.as_deref() {
+                None | Some("") => Value::Null,
+                Some(text) => serde_json::from_str(text)
+                    .map_err(|e| format!("parameters are not valid JSON: {e}"))?,
+            };
+            // Validate before connecting so a typo fails fast, without a Room.
+            let map = match &params {
+                Value::Object(map) => map.clone(),
+                Value::Null => Default::default(),
+                other => {
+                    return Err(format!(
+                        "parameters must be a JSON object, got {}",
+                        crate::protocol::catalog::json_type_name(other)
+                    ));
+                }
+            };
+            catalog()
+                .validate(&method, &map)
+                .map_err(|e| e.to_string())?;
+            let client = RoomClient::connect(options)
+                .await
+                .map_err(|e| e.to_string())?;
+            let outcome = client.request(&method, params).await;
+            client.close().await;
+            let data = outcome.map_err(|e| e.to_string())?;
+            println!("{}", show(&Value::Object(data)));
+            Ok(())
+        }
+        RoomAction::Events => {
+            let client = RoomClient::connect(options)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut events = client.events();
+            let shutdown = shutdown_signal();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    event = events.recv() => match event {
+                        Ok(event) => println!("{}", show(&Value::Object(event.fields.clone()))),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            eprintln!("warning: {n} events missed (output too slow)");
+                        }
+                        Err(_) => break,
+                    },
+                }
+            }
+            client.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn simulate(args: SimulateArgs) -> Result<(), String> {
+    let options = crate::simulator::SimulateOptions {
+        http_port: args.http_port,
+        ws_port: args.ws_port,
+        pin: if args.unsecured { None } else { args.pin },
+        rooms: args.rooms.max(1),
+        bind: args.bind,
+    };
+    let shutdown = shutdown_signal();
+    crate::simulator::run(options, shutdown.cancelled_owned())
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,391 @@
+//! Shared helpers for the integration tests: a real mosquitto on a free port, an MQTT probe
+//! client, a TCP proxy that can cut or blackhole a link, and bounded waiting.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+
+/// A free TCP port on 127.0.0.1 (bind :0, read, release).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes.
+pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, what: &str, mut condition: F) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Awaits `future` for at most `timeout`.
+pub async fn within<T>(timeout: Duration, what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(timeout, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {timeout:?}: {what}"))
+}
+
+/// A mosquitto process on a free port, with persistence so sessions survive restarts.
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts mosquitto; panics with an install hint when it is missing.
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // mosquitto started as root drops to user `mosquitto`: the persistence dir must be
+        // writable by it.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777));
+        }
+        let mut broker = Broker {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        broker.spawn();
+        broker
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("mosquitto.conf")
+    }
+
+    fn spawn(&mut self) {
+        let config = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+             autosave_interval 1\nmax_queued_messages 10000\n",
+            port = self.port,
+            dir = self.dir.path().display()
+        );
+        std::fs::write(self.config_path(), config).expect("write mosquitto.conf");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.config_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is not installed: run `apt-get install -y mosquitto mosquitto-clients` (the test script does this)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `host:port` address.
+    pub fn addr(&self) -> (String, u16) {
+        ("127.0.0.1".into(), self.port)
+    }
+
+    /// Kills the broker (SIGKILL): no clean shutdown, like a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A received MQTT message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: String,
+    pub retain: bool,
+}
+
+/// An MQTT client that records everything it receives.
+#[derive(Clone)]
+pub struct Probe {
+    pub client: AsyncClient,
+    log: Arc<Mutex<Vec<Message>>>,
+    latest: Arc<Mutex<HashMap<String, String>>>,
+    notify: Arc<Notify>,
+}
+
+impl Probe {
+    /// Connects to the broker and subscribes to `filters`.
+    pub async fn connect(port: u16, filters: &[&str]) -> Probe {
+        let id = format!("probe-{}", fastrand::u64(..));
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let latest = Arc::new(Mutex::new(HashMap::new()));
+        let notify = Arc::new(Notify::new());
+        let (subscribed_tx, mut subscribed) = mpsc::channel(1);
+        {
+            let (log, latest, notify, client) =
+                (log.clone(), latest.clone(), notify.clone(), client.clone());
+            let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+            tokio::spawn(async move {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            for f in &filters {
+                                let _ = client.try_subscribe(f, QoS::AtLeastOnce);
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            let _ = subscribed_tx.try_send(());
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            let payload = String::from_utf8_lossy(&p.payload).into_owned();
+                            latest
+                                .lock()
+                                .unwrap()
+                                .insert(p.topic.clone(), payload.clone());
+                            log.lock().unwrap().push(Message {
+                                topic: p.topic,
+                                payload,
+                                retain: p.retain,
+                            });
+                            notify.notify_waiters();
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            });
+        }
+        within(
+            Duration::from_secs(10),
+            "probe subscription",
+            subscribed.recv(),
+        )
+        .await;
+        // Let the remaining SubAcks arrive.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Probe {
+            client,
+            log,
+            latest,
+            notify,
+        }
+    }
+
+    /// Publishes a message (not retained).
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .expect("publish");
+    }
+
+    /// Publishes a retained message.
+    pub async fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload.into())
+            .await
+            .expect("publish");
+    }
+
+    /// The latest payload seen on `topic`.
+    pub fn latest(&self, topic: &str) -> Option<String> {
+        self.latest.lock().unwrap().get(topic).cloned()
+    }
+
+    /// Every message seen so far.
+    pub fn messages(&self) -> Vec<Message> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Messages on one topic.
+    pub fn on(&self, topic: &str) -> Vec<Message> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.topic == topic)
+            .collect()
+    }
+
+    /// Forgets what was received.
+    pub fn clear(&self) {
+        self.log.lock().unwrap().clear();
+    }
+
+    /// Waits until the latest payload on `topic` satisfies `check`; returns it.
+    pub async fn wait_latest(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            if let Some(payload) = self.latest(topic).filter(|p| check(p)) {
+                return payload;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out after {timeout:?} on {topic}; latest: {:?}",
+                self.latest(topic)
+            );
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), notified).await;
+        }
+    }
+
+    /// Waits until the latest payload on `topic` equals `expected`.
+    pub async fn wait_value(&self, topic: &str, expected: &str, timeout: Duration) {
+        self.wait_latest(topic, timeout, |p| p == expected).await;
+    }
+
+    /// Waits for a message on `topic` received after `index` (a position in the log) that
+    /// satisfies `check`.
+    pub async fn wait_message(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> Message {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            if let Some(m) = self
+                .messages()
+                .into_iter()
+                .find(|m| m.topic == topic && check(&m.payload))
+            {
+                return m;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out after {timeout:?} waiting for a message on {topic}"
+            );
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), notified).await;
+        }
+    }
+}
+
+/// A TCP proxy between a client and a server that a test can cut or blackhole.
+#[derive(Clone)]
+pub struct Proxy {
+    pub port: u16,
+    mode: Arc<Mutex<ProxyMode>>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyMode {
+    Forward,
+    Refuse,
+    Blackhole,
+}
+
+impl Proxy {
+    /// Starts forwarding 127.0.0.1:<port> → 127.0.0.1:<target>.
+    pub async fn start(target: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(Mutex::new(ProxyMode::Forward));
+        let generation = Arc::new(tokio::sync::watch::Sender::new(0u64));
+        let proxy = Proxy {
+            port,
+            mode: mode.clone(),
+            generation: generation.clone(),
+        };
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let current = *mode.lock().unwrap();
+                if current == ProxyMode::Refuse {
+                    drop(inbound);
+                    continue;
+                }
+                let mode = mode.clone();
+                let mut cut = generation.subscribe();
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await else {
+                        return;
+                    };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    let pump = |mode: Arc<Mutex<ProxyMode>>| {
+                        move |mut r: tokio::net::tcp::OwnedReadHalf,
+                              mut w: tokio::net::tcp::OwnedWriteHalf| async move {
+                            let mut buf = vec![0u8; 16 * 1024];
+                            loop {
+                                use tokio::io::AsyncReadExt;
+                                let n = match r.read(&mut buf).await {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => n,
+                                };
+                                if *mode.lock().unwrap() == ProxyMode::Blackhole {
+                                    continue;
+                                }
+                                if w.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = w.shutdown().await;
+                        }
+                    };
+                    let a = tokio::spawn(pump(mode.clone())(ri, wo));
+                    let b = tokio::spawn(pump(mode.clone())(ro, wi));
+                    let _ = cut.changed().await;
+                    a.abort();
+                    b.abort();
+                });
+            }
+        });
+        proxy
+    }
+
+    /// Drops every live connection and refuses new ones.
+    pub fn cut(&self) {
+        *self.mode.lock().unwrap() = ProxyMode::Refuse;
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Keeps connections open but forwards nothing (a half-open link).
+    pub fn blackhole(&self) {
+        *self.mode.lock().unwrap() = ProxyMode::Blackhole;
+    }
+
+    /// Forwards again (new connections; blackholed ones resume).
+    pub fn restore(&self) {
+        *self.mode.lock().unwrap() = ProxyMode::Forward;
+    }
+}

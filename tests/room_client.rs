@@ -37,8 +37,7 @@ fn options(room: &SimRoom) -> RoomOptions {
 }
 
 async fn online(room: &SimRoom) -> RoomClient {
-    let client = RoomClient::connect(options(room)).await.expect("connects");
-    client
+    RoomClient::connect(options(room)).await.expect("connects")
 }
 
 async fn wait_link(client: &RoomClient, what: &str, check: impl Fn(&LinkState) -> bool) {

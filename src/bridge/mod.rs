@@ -102,6 +102,7 @@ pub async fn run(options: BridgeOptions, shutdown: CancellationToken) {
 /// The background tasks of a running bridge.
 pub struct Tasks {
     inner: CancellationToken,
+    mqtt_cancel: CancellationToken,
     mqtt: tokio::task::JoinHandle<()>,
     router: tokio::task::JoinHandle<()>,
     rooms: Vec<tokio::task::JoinHandle<()>>,
@@ -122,11 +123,13 @@ pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge
     let mut mqtt_options = options.mqtt.clone();
     mqtt_options.will_topic = topics.bridge_state();
     mqtt_options.first_prefix = options.discovery_prefix.clone();
+    // The broker link outlives the rooms during a stop: it must still carry `offline`.
+    let mqtt_cancel = CancellationToken::new();
     let Started {
         link,
         inbound,
         task: mqtt,
-    } = MqttLink::start(mqtt_options, filters, inner.clone());
+    } = MqttLink::start(mqtt_options, filters, mqtt_cancel.clone());
     link.publish(Publish::retained(topics.bridge_state(), "online"));
 
     let (reports_tx, reports_rx) = mpsc::channel(1024);
@@ -177,6 +180,7 @@ pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge
         bridge,
         Tasks {
             inner,
+            mqtt_cancel,
             mqtt,
             router,
             rooms: tasks,
@@ -215,7 +219,16 @@ impl Bridge {
         {
             warn!("graceful stop took too long; exiting anyway");
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), tasks.mqtt).await;
+        // The event loop ends by itself after sending DISCONNECT; if the broker is away it
+        // never will, so stop it.
+        let mut mqtt = tasks.mqtt;
+        if tokio::time::timeout(Duration::from_secs(1), &mut mqtt)
+            .await
+            .is_err()
+        {
+            tasks.mqtt_cancel.cancel();
+            let _ = mqtt.await;
+        }
     }
 }
 

@@ -113,6 +113,20 @@ impl Broker {
         }
     }
 
+    /// Starts it again on the same port with an empty database (nothing retained, no
+    /// sessions): everything must come from the clients again.
+    pub fn restart_fresh(&mut self) {
+        self.kill();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for entry in entries.flatten() {
+                if entry.path().extension().is_some_and(|e| e == "db") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        self.spawn();
+    }
+
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.kill();

@@ -1,0 +1,187 @@
+//! The WebSocket side of a simulated Room: accepting connections and moving frames.
+//!
+//! Each connection is one task running two futures side by side: a reader that hands every
+//! text frame to the room (which answers synchronously, under its lock, into this connection's
+//! bounded queue) and a writer that drains the queue into the socket, batching frames between
+//! flushes. No task is spawned per request, so a client pipelining tens of thousands of requests
+//! per second costs a parse, a decision and a serialisation each.
+//!
+//! The task ends — dropping the socket without a close frame, like a crashed peer — when the
+//! client goes away, when the room drops the connection (full queue, `drop_connections`, `stop`)
+//! or when the socket fails. The half-open fault simply stops polling the socket: no reads, no
+//! writes, no pongs, while the TCP connection stays established.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::MAX_FRAME_BYTES;
+
+use super::room::{ConnId, OUTBOUND_QUEUE, Outbound, Shared};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// How long a client may take for the opening handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Frames written between two flushes at most.
+const MAX_BATCH: usize = 256;
+
+/// Bound on tungstenite's own write buffer (the largest frame we send is the "huge" garbage
+/// frame, just over 1 MiB).
+const MAX_WRITE_BUFFER: usize = 8 << 20;
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+}
+
+/// Waits until the half-open fault is off. Returns `false` if the room is gone.
+async fn thawed(half_open: &mut watch::Receiver<bool>) -> bool {
+    half_open.wait_for(|on| !*on).await.is_ok()
+}
+
+/// Accepts WebSocket connections until `stop` is cancelled.
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, _)) => {
+                let Some(slot) = shared.ws_sockets.acquire() else {
+                    tracing::debug!(port = shared.ws_port, "too many connections; refusing one");
+                    continue;
+                };
+                // Replies are small and latency matters more than packet count.
+                let _ = tcp.set_nodelay(true);
+                let shared = Arc::clone(&shared);
+                let kill = stop.child_token();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    serve(shared, tcp, kill).await;
+                });
+            }
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning.
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+async fn serve(shared: Arc<Shared>, tcp: TcpStream, kill: CancellationToken) {
+    let mut half_open = shared.half_open_watch();
+    let handshake = async {
+        // A frozen Room does not even complete handshakes.
+        if !thawed(&mut half_open).await {
+            return None;
+        }
+        let accept = tokio_tungstenite::accept_async_with_config(tcp, Some(ws_config()));
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, accept)
+            .await
+            .ok()?
+            .ok()
+    };
+    let ws = tokio::select! {
+        _ = kill.cancelled() => return,
+        ws = handshake => match ws {
+            Some(ws) => ws,
+            None => return,
+        },
+    };
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let id = shared.register(tx, kill.clone());
+    let (sink, stream) = ws.split();
+    tokio::select! {
+        _ = kill.cancelled() => {}
+        _ = read_loop(&shared, id, stream, half_open.clone()) => {}
+        _ = write_loop(sink, rx, half_open) => {}
+    }
+    shared.unregister(id);
+}
+
+async fn read_loop(
+    shared: &Arc<Shared>,
+    id: ConnId,
+    mut stream: SplitStream<Ws>,
+    mut half_open: watch::Receiver<bool>,
+) {
+    loop {
+        if !thawed(&mut half_open).await {
+            return;
+        }
+        let message = tokio::select! {
+            biased;
+            frozen = async { half_open.wait_for(|on| *on).await.is_ok() } => {
+                if frozen {
+                    continue;
+                }
+                return;
+            }
+            message = stream.next() => message,
+        };
+        match message {
+            Some(Ok(Message::Text(text))) => shared.on_text(id, text.as_str()),
+            // inferred: SPEC §3 — binary frames are never used; the Room ignores them.
+            // Pings are answered by tungstenite itself while we keep reading.
+            Some(Ok(_)) => {}
+            // A frame over MAX_FRAME_BYTES cannot be skipped safely: the connection ends.
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "connection read failed");
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+async fn write_loop(
+    mut sink: SplitSink<Ws, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    mut half_open: watch::Receiver<bool>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        let mut batched = 0;
+        while let Some(out) = next.take() {
+            if !thawed(&mut half_open).await {
+                return;
+            }
+            if let Some(at) = out.not_before
+                && at > tokio::time::Instant::now()
+            {
+                if sink.flush().await.is_err() {
+                    return;
+                }
+                tokio::time::sleep_until(at).await;
+            }
+            if sink.feed(out.msg).await.is_err() {
+                return;
+            }
+            batched += 1;
+            if batched < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}

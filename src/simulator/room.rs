@@ -1,0 +1,852 @@
+//! One simulated Room at run time: its machine, its connections and its fault knobs.
+//!
+//! All of a room's mutable state sits behind one `std::sync::Mutex`. Every frame is handled
+//! start to finish while holding it — parse outside, then decide, serialise the reply, and
+//! `try_send` the reply and the resulting events into the bounded per-connection queues — and the
+//! lock is never held across an `.await`. Holding the lock while queueing is what makes the order
+//! "reply first, then its events" hold for every connection, and what keeps events of two
+//! sources (a request and an injected incoming call) from interleaving halfway.
+//!
+//! A connection whose queue is full is not waited for: it is dropped (its socket closed), the way
+//! a server sheds a client that stopped reading. Nothing here allocates per room except on
+//! demand, so a thousand idle rooms cost a thousand idle listeners and nothing more.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{Event, MAX_FRAME_BYTES, catalog, redact};
+
+use super::machine::{Effects, Machine, SimSnapshot, Timer, error_reply, error_text};
+use super::{GarbageKind, SimConfig};
+
+/// Identifies one WebSocket connection of a room.
+pub(crate) type ConnId = u64;
+
+/// Requests kept for `requests_received` (oldest dropped first).
+pub(crate) const LOG_CAPACITY: usize = 10_000;
+
+/// Frames queued for one connection before it counts as "not reading" and is dropped.
+pub(crate) const OUTBOUND_QUEUE: usize = 8_192;
+
+/// The two control modes (SPEC §4.1); at most one authorised connection each (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Admin,
+    User,
+}
+
+impl Mode {
+    fn slot(self) -> usize {
+        match self {
+            Mode::Admin => 0,
+            Mode::User => 1,
+        }
+    }
+}
+
+/// A frame waiting in a connection's queue. `not_before` implements the reply-delay fault: the
+/// writer holds the frame (and everything queued behind it) until then.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    pub msg: Message,
+    pub not_before: Option<Instant>,
+}
+
+struct Conn {
+    tx: mpsc::Sender<Outbound>,
+    kill: CancellationToken,
+    mode: Option<Mode>,
+    last_reply: Option<Utf8Bytes>,
+}
+
+/// The mutable part of a room.
+pub(crate) struct RoomState {
+    pub machine: Machine,
+    conns: HashMap<ConnId, Conn>,
+    owners: [Option<ConnId>; 2],
+    log: VecDeque<Value>,
+    requests_total: u64,
+    /// Half-open fault: nothing is queued for any connection.
+    frozen: bool,
+}
+
+impl RoomState {
+    fn new(machine: Machine) -> RoomState {
+        RoomState {
+            machine,
+            conns: HashMap::new(),
+            owners: [None, None],
+            log: VecDeque::new(),
+            requests_total: 0,
+            frozen: false,
+        }
+    }
+
+    fn is_authorised(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.mode.is_some())
+    }
+
+    fn authenticated(&self) -> usize {
+        self.conns.values().filter(|c| c.mode.is_some()).count()
+    }
+
+    /// Queues a frame for one connection; a connection that cannot take it is dropped.
+    fn send(&mut self, id: ConnId, out: Outbound) {
+        if self.frozen {
+            return;
+        }
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        if conn.tx.try_send(out).is_err() {
+            self.remove(id);
+        }
+    }
+
+    /// Queues a frame for every authorised connection.
+    fn broadcast(&mut self, text: &Utf8Bytes) {
+        if self.frozen {
+            return;
+        }
+        let mut dead = Vec::new();
+        for (id, conn) in &self.conns {
+            if conn.mode.is_none() {
+                continue;
+            }
+            let out = Outbound {
+                msg: Message::Text(text.clone()),
+                not_before: None,
+            };
+            if conn.tx.try_send(out).is_err() {
+                dead.push(*id);
+            }
+        }
+        for id in dead {
+            self.remove(id);
+        }
+    }
+
+    fn broadcast_events(&mut self, events: &[Event]) {
+        for event in events {
+            let text = encode(&event.fields);
+            self.broadcast(&text);
+        }
+    }
+
+    /// Forgets a connection and closes its socket (no close frame).
+    fn remove(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.remove(&id) {
+            conn.kill.cancel();
+        }
+        for owner in &mut self.owners {
+            if *owner == Some(id) {
+                *owner = None;
+            }
+        }
+    }
+
+    fn remove_all(&mut self) {
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.remove(id);
+        }
+    }
+
+    fn log_request(&mut self, request: Value) {
+        if self.log.len() == LOG_CAPACITY {
+            self.log.pop_front();
+        }
+        self.log.push_back(request);
+    }
+
+    /// `auth` (SPEC §4). Returns the reply and the events for other connections (kicks).
+    fn auth(
+        &mut self,
+        id: ConnId,
+        request_id: Value,
+        params: &Map<String, Value>,
+        pin: Option<&str>,
+        refuse: bool,
+    ) -> (Map<String, Value>, Vec<(ConnId, Event)>) {
+        let fail = |text: &str| {
+            let mut reply = error_reply(Some(json!("auth")), request_id.clone(), text);
+            // inferred: SPEC §4.4 — resultCode 3 on every failed auth.
+            reply.insert("resultCode".into(), json!(3));
+            (reply, Vec::new())
+        };
+        if let Err(e) = catalog().validate("auth", params) {
+            return fail(&format!("{}: {e}", error_text::INVALID_PARAMETERS));
+        }
+        let role = match params.get("role").and_then(Value::as_str) {
+            None => None,
+            Some("admin") => Some(Mode::Admin),
+            Some("user") => Some(Mode::User),
+            Some(other) => {
+                return fail(&format!(
+                    "{}: auth: role '{other}' is not admin|user",
+                    error_text::INVALID_PARAMETERS
+                ));
+            }
+        };
+        let current = self.conns.get(&id).and_then(|c| c.mode);
+        let credentials = params
+            .get("credentials")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let accepted = match params.get("type").and_then(Value::as_str) {
+            // inferred: an unsecured Room accepts any credentials.
+            Some("secured") => pin.is_none_or(|pin| {
+                (!credentials.is_empty() && credentials.eq_ignore_ascii_case(pin))
+                    || self.machine.tokens.api_valid(credentials)
+            }),
+            Some("unsecured") => pin.is_none(),
+            // SPEC §4.2: the admin→user switch carries only `role`, on an authorised connection.
+            None => {
+                current.is_some()
+                    && role.is_some()
+                    && !(current == Some(Mode::User) && role == Some(Mode::Admin))
+            }
+            Some(other) => {
+                return fail(&format!(
+                    "{}: auth: type '{other}' is not secured|unsecured",
+                    error_text::INVALID_PARAMETERS
+                ));
+            }
+        };
+        if refuse || !accepted {
+            return fail(error_text::WRONG_CREDENTIALS);
+        }
+        // inferred: SPEC §4.2 "without role the Room picks the mode"; it picks admin, since the
+        // official clients send no role and use admin commands (connectToServer, login).
+        let mode = role.or(current).unwrap_or(Mode::Admin);
+        let mut kicks = Vec::new();
+        if let Some(old) = current {
+            self.owners[old.slot()] = None;
+        }
+        if let Some(previous) = self.owners[mode.slot()].filter(|p| *p != id) {
+            // SPEC §4.6 [D]: the previous connection stays open but loses its authorisation.
+            if let Some(conn) = self.conns.get_mut(&previous) {
+                conn.mode = None;
+            }
+            kicks.push((
+                previous,
+                Event::from_data("authorizationNeeded", json!({"cause": 1})),
+            ));
+        }
+        self.owners[mode.slot()] = Some(id);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.mode = Some(mode);
+        }
+        let token = self.machine.tokens.issue_api();
+        let http_token = self.machine.tokens.issue_http();
+        let reply = json!({
+            "method": "auth",
+            "requestId": request_id,
+            "previleges": 2,
+            "token": token,
+            "tokenForHttpServer": http_token,
+            "result": true,
+            "resultCode": 0,
+        });
+        (object(reply), kicks)
+    }
+
+    /// `setUsedApiVersion`, allowed before `auth` (SPEC §1; reply shape inferred there). Both
+    /// versions get the v.1 shapes: v.2 only adds fields (SPEC §1), which are not simulated.
+    fn set_api_version(
+        &self,
+        request_id: Value,
+        params: &Map<String, Value>,
+    ) -> Map<String, Value> {
+        let method = json!("setUsedApiVersion");
+        if let Err(e) = catalog().validate("setUsedApiVersion", params) {
+            let text = format!("{}: {e}", error_text::INVALID_PARAMETERS);
+            return error_reply(Some(method), request_id, &text);
+        }
+        match params.get("version").and_then(Value::as_str) {
+            Some("1" | "2") => {}
+            other => {
+                let text = format!(
+                    "{}: setUsedApiVersion: unsupported version '{}'",
+                    error_text::INVALID_PARAMETERS,
+                    other.unwrap_or("")
+                );
+                return error_reply(Some(method), request_id, &text);
+            }
+        }
+        let mut reply = Map::new();
+        reply.insert("method".into(), method);
+        reply.insert("requestId".into(), request_id);
+        reply.insert("result".into(), json!(true));
+        reply
+    }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Serialises a frame once; the bytes are shared by every connection that gets it.
+pub(crate) fn encode(fields: &Map<String, Value>) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(fields).unwrap_or_default())
+}
+
+/// Listener tasks of a running room.
+#[derive(Default)]
+struct Lifecycle {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Counts the open sockets of one listener, to bound them.
+pub(crate) struct SocketCount {
+    open: AtomicUsize,
+    max: usize,
+}
+
+/// Releases a socket slot when dropped.
+pub(crate) struct SocketSlot(Arc<SocketCount>);
+
+impl SocketCount {
+    fn new(max: usize) -> Arc<SocketCount> {
+        Arc::new(SocketCount {
+            open: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    pub fn acquire(self: &Arc<Self>) -> Option<SocketSlot> {
+        let previous = self.open.fetch_add(1, Ordering::AcqRel);
+        if previous >= self.max {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(SocketSlot(Arc::clone(self)))
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One room, shared by its handle, its listeners and its connections.
+pub(crate) struct Shared {
+    pub config: SimConfig,
+    pub http_port: u16,
+    pub ws_port: u16,
+    state: Mutex<RoomState>,
+    changes: watch::Sender<u64>,
+    half_open: watch::Sender<bool>,
+    reply_delay_us: AtomicU64,
+    refuse_auth: AtomicBool,
+    running: AtomicBool,
+    next_conn: AtomicU64,
+    pub ws_sockets: Arc<SocketCount>,
+    pub http_sockets: Arc<SocketCount>,
+    runtime: tokio::runtime::Handle,
+    lifecycle: Mutex<Lifecycle>,
+    /// Serialises stop/restart.
+    pub admin: tokio::sync::Mutex<()>,
+}
+
+/// Simultaneous WebSocket connections per room.
+const MAX_WS_SOCKETS: usize = 256;
+/// Simultaneous HTTP requests per room.
+const MAX_HTTP_SOCKETS: usize = 64;
+
+impl Shared {
+    pub fn new(config: SimConfig, http_port: u16, ws_port: u16, machine: Machine) -> Shared {
+        Shared {
+            config,
+            http_port,
+            ws_port,
+            state: Mutex::new(RoomState::new(machine)),
+            changes: watch::Sender::new(0),
+            half_open: watch::Sender::new(false),
+            reply_delay_us: AtomicU64::new(0),
+            refuse_auth: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            next_conn: AtomicU64::new(1),
+            ws_sockets: SocketCount::new(MAX_WS_SOCKETS),
+            http_sockets: SocketCount::new(MAX_HTTP_SOCKETS),
+            runtime: tokio::runtime::Handle::current(),
+            lifecycle: Mutex::new(Lifecycle::default()),
+            admin: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, RoomState> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters to a test double; keep serving instead of poisoning every later call.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub fn half_open_watch(&self) -> watch::Receiver<bool> {
+        self.half_open.subscribe()
+    }
+
+    pub fn set_half_open(&self, on: bool) {
+        self.lock().frozen = on;
+        self.half_open.send_replace(on);
+        self.bump();
+    }
+
+    pub fn set_reply_delay(&self, delay: Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.reply_delay_us.store(us, Ordering::Relaxed);
+    }
+
+    fn reply_delay(&self) -> Option<Duration> {
+        match self.reply_delay_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    pub fn set_refuse_auth(&self, refuse: bool) {
+        self.refuse_auth.store(refuse, Ordering::Relaxed);
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    pub fn http_token_valid(&self, token: &str) -> bool {
+        self.lock().machine.tokens.http_valid(token)
+    }
+
+    /// Adds an accepted WebSocket connection (not yet authorised).
+    pub fn register(&self, tx: mpsc::Sender<Outbound>, kill: CancellationToken) -> ConnId {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        self.lock().conns.insert(
+            id,
+            Conn {
+                tx,
+                kill,
+                mode: None,
+                last_reply: None,
+            },
+        );
+        self.bump();
+        id
+    }
+
+    pub fn unregister(&self, id: ConnId) {
+        self.lock().remove(id);
+        self.bump();
+    }
+
+    /// Handles one text frame of connection `id`.
+    pub fn on_text(self: &Arc<Self>, id: ConnId, text: &str) {
+        let not_before = self.reply_delay().map(|d| Instant::now() + d);
+        let Ok(Value::Object(mut request)) = serde_json::from_str::<Value>(text) else {
+            // SPEC §5.3 [I]: no method or requestId to echo.
+            let reply = object(json!({"result": false, "error": error_text::INVALID_JSON}));
+            let mut st = self.lock();
+            st.requests_total += 1;
+            st.send(
+                id,
+                Outbound {
+                    msg: Message::Text(encode(&reply)),
+                    not_before,
+                },
+            );
+            drop(st);
+            self.bump();
+            return;
+        };
+        let sent_id = request.remove("requestId");
+        let request_id = sent_id.clone().unwrap_or_else(|| json!(""));
+        let method = request.remove("method");
+        let mut timers = Vec::new();
+        {
+            let mut st = self.lock();
+            st.requests_total += 1;
+            let mut kicks = Vec::new();
+            let mut events = Vec::new();
+            let reply = match method.as_ref().and_then(Value::as_str) {
+                None => error_reply(method.clone(), request_id, error_text::UNKNOWN_METHOD),
+                Some("auth") => {
+                    let refuse = self.refuse_auth.load(Ordering::Relaxed);
+                    let (reply, k) =
+                        st.auth(id, request_id, &request, self.config.pin.as_deref(), refuse);
+                    kicks = k;
+                    reply
+                }
+                Some("setUsedApiVersion") => st.set_api_version(request_id, &request),
+                Some(_) if !st.is_authorised(id) => {
+                    // SPEC §15.1.3: answer, keep the socket open.
+                    error_reply(method.clone(), request_id, error_text::NOT_AUTHORIZED)
+                }
+                Some(name) => {
+                    let (reply, effects) = st.machine.request(name, request_id, &request);
+                    events = effects.events;
+                    timers = effects.timers;
+                    reply
+                }
+            };
+            let is_auth = method.as_ref().and_then(Value::as_str) == Some("auth");
+            if let Some(m) = method {
+                request.insert("method".into(), m);
+            }
+            if let Some(rid) = sent_id {
+                request.insert("requestId".into(), rid);
+            }
+            let logged = Value::Object(request);
+            st.log_request(if is_auth { redact(&logged) } else { logged });
+
+            let text = encode(&reply);
+            if let Some(conn) = st.conns.get_mut(&id) {
+                conn.last_reply = Some(text.clone());
+            }
+            st.send(
+                id,
+                Outbound {
+                    msg: Message::Text(text),
+                    not_before,
+                },
+            );
+            for (target, event) in kicks {
+                let out = Outbound {
+                    msg: Message::Text(encode(&event.fields)),
+                    not_before: None,
+                };
+                st.send(target, out);
+            }
+            st.broadcast_events(&events);
+        }
+        self.bump();
+        self.spawn_timers(timers);
+    }
+
+    /// Runs `f` on the machine under the lock and delivers what it returns, atomically.
+    pub fn with_machine<T>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Machine) -> Result<Effects, T>,
+    ) -> Result<(), T> {
+        let timers = {
+            let mut st = self.lock();
+            let effects = f(&mut st.machine)?;
+            st.broadcast_events(&effects.events);
+            effects.timers
+        };
+        self.bump();
+        self.spawn_timers(timers);
+        Ok(())
+    }
+
+    fn spawn_timers(self: &Arc<Self>, timers: Vec<Timer>) {
+        for timer in timers {
+            let room: Weak<Shared> = Arc::downgrade(self);
+            self.runtime.spawn(async move {
+                tokio::time::sleep(timer.after).await;
+                if let Some(room) = room.upgrade() {
+                    room.with_machine::<()>(|m| Ok(m.fire(&timer))).ok();
+                }
+            });
+        }
+    }
+
+    pub fn emit_raw(&self, frame: &Value) {
+        let text = Utf8Bytes::from(frame.to_string());
+        self.lock().broadcast(&text);
+    }
+
+    pub fn send_garbage(&self, kind: GarbageKind) {
+        let mut st = self.lock();
+        let frame = match kind {
+            GarbageKind::NotJson => Some(Message::text("this is not JSON {")),
+            GarbageKind::Binary => Some(Message::binary(vec![0x00, 0xff, b'{', b'}', 0x80])),
+            GarbageKind::Huge => {
+                let filler = "x".repeat(MAX_FRAME_BYTES + 1024);
+                let text = format!(r#"{{"method":"event","event":"myEvent","data":"{filler}"}}"#);
+                Some(Message::text(text))
+            }
+            GarbageKind::UnknownRequestId => {
+                let id = json!(format!("sim-unknown-{:08x}", fastrand::u32(..)));
+                let (reply, _) = st.machine.request("getAppState", id, &Map::new());
+                Some(Message::Text(encode(&reply)))
+            }
+            GarbageKind::DuplicateReply => None,
+        };
+        let ids: Vec<ConnId> = st
+            .conns
+            .iter()
+            .filter(|(_, c)| c.mode.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let msg = match &frame {
+                Some(m) => m.clone(),
+                None => match st.conns.get(&id).and_then(|c| c.last_reply.clone()) {
+                    Some(text) => Message::Text(text),
+                    None => continue,
+                },
+            };
+            st.send(
+                id,
+                Outbound {
+                    msg,
+                    not_before: None,
+                },
+            );
+        }
+    }
+
+    /// Senders of all authorised connections (for the paced event flood).
+    pub fn authorised_senders(&self) -> Vec<(ConnId, mpsc::Sender<Outbound>)> {
+        let st = self.lock();
+        if st.frozen {
+            return Vec::new();
+        }
+        st.conns
+            .iter()
+            .filter(|(_, c)| c.mode.is_some())
+            .map(|(id, c)| (*id, c.tx.clone()))
+            .collect()
+    }
+
+    pub fn drop_connection(&self, id: ConnId) {
+        self.lock().remove(id);
+        self.bump();
+    }
+
+    pub fn drop_connections(&self) {
+        self.lock().remove_all();
+        self.bump();
+    }
+
+    pub fn authenticated_connections(&self) -> usize {
+        self.lock().authenticated()
+    }
+
+    pub fn requests_received(&self) -> Vec<Value> {
+        self.lock().log.iter().cloned().collect()
+    }
+
+    pub fn snapshot(&self) -> SimSnapshot {
+        let st = self.lock();
+        let mut snapshot = st.machine.snapshot();
+        snapshot.authenticated_connections = st.authenticated();
+        snapshot.requests_total = st.requests_total;
+        snapshot.running = self.is_running();
+        snapshot
+    }
+
+    /// Starts the accept loops on bound listeners.
+    pub fn launch(self: &Arc<Self>, http: TcpListener, ws: TcpListener) {
+        let stop = CancellationToken::new();
+        let tasks = vec![
+            self.runtime.spawn(super::http::accept_loop(
+                Arc::clone(self),
+                http,
+                stop.clone(),
+            )),
+            self.runtime.spawn(super::connection::accept_loop(
+                Arc::clone(self),
+                ws,
+                stop.clone(),
+            )),
+        ];
+        *self
+            .lifecycle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Lifecycle { stop, tasks };
+        self.running.store(true, Ordering::Release);
+        self.bump();
+    }
+
+    /// Cancels listeners and connections at once, without waiting (used on drop).
+    pub fn shutdown_now(&self) {
+        let lifecycle = self
+            .lifecycle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        lifecycle.stop.cancel();
+        drop(lifecycle);
+        self.running.store(false, Ordering::Release);
+        self.lock().remove_all();
+    }
+
+    /// Closes listeners and connections and waits until the listening sockets are gone.
+    pub async fn stop(&self) {
+        let lifecycle = std::mem::take(
+            &mut *self
+                .lifecycle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        lifecycle.stop.cancel();
+        self.running.store(false, Ordering::Release);
+        self.lock().remove_all();
+        for task in lifecycle.tasks {
+            let _ = task.await;
+        }
+        self.bump();
+    }
+
+    /// Replaces the machine by a fresh one in the start state (restart).
+    pub fn reset_machine(&self) {
+        let mut st = self.lock();
+        let profile = st.machine.profile().clone();
+        st.machine = Machine::new(profile);
+    }
+
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.config.bind, port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulator::machine::{Profile, StartState};
+
+    fn state(pin: Option<&str>) -> RoomState {
+        RoomState::new(Machine::new(Profile {
+            server: "sim.trueconf.local".into(),
+            server_port: 4307,
+            peer_id: "room@sim.trueconf.local".into(),
+            peer_dn: "Meeting Room".into(),
+            start: StartState::LoggedIn,
+            answer_delay: Duration::from_millis(1),
+            http_port: 8766,
+            secured: pin.is_some(),
+        }))
+    }
+
+    fn conn(st: &mut RoomState, id: ConnId) -> mpsc::Receiver<Outbound> {
+        let (tx, rx) = mpsc::channel(4);
+        st.conns.insert(
+            id,
+            Conn {
+                tx,
+                kill: CancellationToken::new(),
+                mode: None,
+                last_reply: None,
+            },
+        );
+        rx
+    }
+
+    fn params(v: Value) -> Map<String, Value> {
+        object(v)
+    }
+
+    #[test]
+    fn auth_with_pin_token_and_refusals() {
+        let mut st = state(Some("1234"));
+        let _rx = conn(&mut st, 1);
+        let p = params(json!({"type": "secured", "credentials": "9999"}));
+        let (reply, _) = st.auth(1, json!("a"), &p, Some("1234"), false);
+        assert_eq!(reply["result"], json!(false));
+        assert_eq!(reply["resultCode"], json!(3));
+        assert_eq!(reply["error"], json!("Wrong credentials"));
+        assert!(!st.is_authorised(1));
+
+        let p = params(json!({"type": "unsecured"}));
+        let (reply, _) = st.auth(1, json!(""), &p, Some("1234"), false);
+        assert_eq!(reply["result"], json!(false));
+
+        let p = params(json!({"type": "secured", "credentials": "1234"}));
+        let (reply, _) = st.auth(1, json!(7), &p, Some("1234"), false);
+        assert_eq!(reply["result"], json!(true));
+        assert_eq!(reply["requestId"], json!(7));
+        assert_eq!(reply["previleges"], json!(2));
+        assert_eq!(reply["resultCode"], json!(0));
+        assert!(st.is_authorised(1));
+
+        // The issued token works as credentials on another connection.
+        let token = reply["token"].as_str().unwrap().to_owned();
+        let _rx2 = conn(&mut st, 2);
+        let p = params(json!({"type": "secured", "credentials": token}));
+        let (reply, kicks) = st.auth(2, json!(""), &p, Some("1234"), false);
+        assert_eq!(reply["result"], json!(true));
+        assert_eq!(kicks.len(), 1, "same mode: the first connection is kicked");
+        assert_eq!(kicks[0].0, 1);
+        assert_eq!(kicks[0].1.fields["cause"], json!(1));
+        assert!(!st.is_authorised(1));
+        assert!(st.is_authorised(2));
+
+        // refuse_auth overrides correct credentials.
+        let p = params(json!({"type": "secured", "credentials": "1234"}));
+        let (reply, _) = st.auth(1, json!(""), &p, Some("1234"), true);
+        assert_eq!(reply["result"], json!(false));
+    }
+
+    #[test]
+    fn admin_and_user_modes_coexist_and_switch() {
+        let mut st = state(None);
+        let _a = conn(&mut st, 1);
+        let _b = conn(&mut st, 2);
+        let admin = params(json!({"type": "unsecured", "role": "admin"}));
+        let user = params(json!({"type": "unsecured", "role": "user"}));
+        assert!(st.auth(1, json!(""), &admin, None, false).1.is_empty());
+        assert!(st.auth(2, json!(""), &user, None, false).1.is_empty());
+        assert_eq!(st.authenticated(), 2);
+        // Switching the admin connection to user kicks the user connection.
+        let switch = params(json!({"role": "user"}));
+        let (reply, kicks) = st.auth(1, json!("1"), &switch, None, false);
+        assert_eq!(reply["result"], json!(true));
+        assert_eq!(kicks[0].0, 2);
+        assert_eq!(st.owners, [None, Some(1)]);
+        // A role-only auth on an unauthorised connection fails.
+        let (reply, _) = st.auth(2, json!(""), &switch, None, false);
+        assert_eq!(reply["result"], json!(false));
+    }
+
+    #[test]
+    fn full_queue_drops_the_connection() {
+        let mut st = state(None);
+        let _rx = conn(&mut st, 1);
+        st.conns.get_mut(&1).unwrap().mode = Some(Mode::Admin);
+        let text = Utf8Bytes::from("{}");
+        for _ in 0..5 {
+            st.broadcast(&text);
+        }
+        assert!(
+            st.conns.is_empty(),
+            "a client that does not read is dropped"
+        );
+    }
+
+    #[test]
+    fn api_version() {
+        let mut st = state(None);
+        let _rx = conn(&mut st, 1);
+        let ok = st.set_api_version(json!(""), &params(json!({"version": "2"})));
+        assert_eq!(ok["result"], json!(true));
+        let bad = st.set_api_version(json!(""), &params(json!({"version": "3"})));
+        assert_eq!(bad["result"], json!(false));
+        assert!(
+            bad["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("Invalid parameters")
+        );
+    }
+}

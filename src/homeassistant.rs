@@ -199,8 +199,10 @@ fn event_template(event_type: &str, attrs: &[(&str, String)]) -> String {
 }
 
 /// Select options: the device names (unique, in Room order, each representable as an HA state),
-/// or one placeholder when there are none.
-fn device_options(devices: &[crate::protocol::Device], current: Option<&str>) -> Vec<String> {
+/// or the one placeholder [`NO_DEVICE_OPTION`] when there are none (HA shows a select without
+/// options as unusable). Depends on the device lists only, so discovery needs republishing only
+/// when they change.
+fn device_options(devices: &[crate::protocol::Device]) -> Vec<String> {
     let mut options: Vec<String> = Vec::new();
     for d in devices {
         let name = d.name.as_str();
@@ -212,10 +214,7 @@ fn device_options(devices: &[crate::protocol::Device], current: Option<&str>) ->
         }
     }
     if options.is_empty() {
-        let placeholder = current
-            .filter(|c| !c.is_empty() && c.chars().count() <= MAX_STATE_CHARS)
-            .unwrap_or(NO_DEVICE_OPTION);
-        options.push(placeholder.to_owned());
+        options.push(NO_DEVICE_OPTION.to_owned());
     }
     options
 }
@@ -464,29 +463,15 @@ fn entities(ctx: &DiscoveryContext, state: &RoomState) -> Vec<Entity> {
     }
 
     // --- selects -------------------------------------------------------------------------------
-    let device_name = |d: &Option<crate::protocol::Device>| d.as_ref().map(|d| d.name.clone());
-    for (field, name, icon, devices, current) in [
-        (
-            "camera",
-            "Camera",
-            "mdi:webcam",
-            &state.cameras,
-            device_name(&state.camera),
-        ),
+    for (field, name, icon, devices) in [
+        ("camera", "Camera", "mdi:webcam", &state.cameras),
         (
             "microphone",
             "Microphone",
             "mdi:microphone",
             &state.microphones,
-            device_name(&state.microphone),
         ),
-        (
-            "speaker",
-            "Speaker",
-            "mdi:speaker",
-            &state.speakers,
-            device_name(&state.speaker),
-        ),
+        ("speaker", "Speaker", "mdi:speaker", &state.speakers),
     ] {
         out.push(entity(
             "select",
@@ -497,7 +482,7 @@ fn entities(ctx: &DiscoveryContext, state: &RoomState) -> Vec<Entity> {
                 "entity_category": "config",
                 "state_topic": t.field(field),
                 "command_topic": t.set(field),
-                "options": device_options(devices, current.as_deref()),
+                "options": device_options(devices),
                 // Nothing selected ("") reads as no current option.
                 "value_template": "{{ value if value else 'None' }}",
             }),
@@ -875,10 +860,10 @@ mod tests {
     #[test]
     fn duplicate_and_overlong_device_names() {
         let long = "x".repeat(300);
-        let opts = device_options(&[dev("A"), dev("A"), dev(&long), dev("")], None);
+        let opts = device_options(&[dev("A"), dev("A"), dev(&long), dev("")]);
         assert_eq!(opts, vec!["A".to_owned()]);
-        assert_eq!(device_options(&[], Some("Cam")), vec!["Cam".to_owned()]);
-        assert_eq!(device_options(&[dev(&long)], Some(&long)), vec!["none"]);
+        assert_eq!(device_options(&[]), vec!["none".to_owned()]);
+        assert_eq!(device_options(&[dev(&long)]), vec!["none"]);
     }
 
     #[test]

@@ -20,8 +20,22 @@ On top of that (strict mode, default) a top-level key that the schema silently d
 (``extra=vol.REMOVE_EXTRA``) is a failure too, unless it is listed in NEWER_KEYS: a key the
 running Home Assistant does not know, sent on purpose for newer releases.
 
+With --runtime the configs that pass are then delivered to a live, in-process Home Assistant
+MQTT integration (see ha_runtime.py), followed by the runtime lines of the input:
+
+    {"discover": {}}                  publish the valid configs here (default: before all steps)
+    {"message": {"topic": str, "payload": str, "retain": bool}}     publish a message
+    {"expect": {"unique_id": str, "state": str, "state_not": [str], "attributes": {},
+                "absent": bool}}                                    check an entity
+    {"command": {"unique_id": str, "service": "switch.turn_on", "data": {},
+                 "topic": str, "payload": str}}                     check what HA publishes
+    {"expect_device": {"identifier": str, "fields": {}, "entities": int, "absent": bool}}
+
+and anything Home Assistant logs at WARNING or above is a failure.
+
 Prints every failure precisely and exits 1 if any message fails, 0 otherwise.
-Usage: validate_discovery.py [--prefix homeassistant] [--lenient] [--quiet] < lines.jsonl
+Usage: validate_discovery.py [--prefix homeassistant] [--lenient] [--runtime] [--quiet]
+       < lines.jsonl
 """
 
 from __future__ import annotations
@@ -49,6 +63,11 @@ def main() -> int:
         help="do not fail on keys Home Assistant silently drops",
     )
     parser.add_argument("--quiet", action="store_true", help="print failures only")
+    parser.add_argument(
+        "--runtime",
+        action="store_true",
+        help="also run the configs and runtime steps through a live Home Assistant",
+    )
     args = parser.parse_args()
 
     try:
@@ -72,6 +91,9 @@ def main() -> int:
     failures: list[str] = []
     checked = 0
     removals = 0
+    valid_configs: list[tuple[str, str]] = []
+    steps: list[dict[str, Any]] = []
+    step_keys = {"message", "expect", "command", "expect_device", "discover"}
 
     def fail(where: str, message: str) -> None:
         failures.append(f"{where}: {message}")
@@ -85,6 +107,9 @@ def main() -> int:
             item = json.loads(line)
         except ValueError as err:
             fail(where, f"input is not JSON: {err}")
+            continue
+        if isinstance(item, dict) and step_keys & set(item):
+            steps.append(item)
             continue
         if not isinstance(item, dict) or not isinstance(item.get("topic"), str):
             fail(where, 'input line must be {"topic": str, "payload": object|str}')
@@ -115,6 +140,7 @@ def main() -> int:
         if raw is None or raw == "":
             removals += 1
             continue
+        text = raw if isinstance(raw, str) else json.dumps(raw)
         if isinstance(raw, str):
             try:
                 payload = dict(json_loads_object(raw))
@@ -177,6 +203,7 @@ def main() -> int:
             fail(where, f"schema raised {type(err).__name__}: {err}")
             continue
 
+        valid_configs.append((topic, text))
         dropped = sorted(sent_keys - set(config))
         for key in dropped:
             newer = NEWER_KEYS.get((component, key))
@@ -192,6 +219,25 @@ def main() -> int:
                     f"key '{key}' is unknown to HA {ha_version} {component} discovery "
                     "and would be silently dropped",
                 )
+
+    schema_failures = len(failures)
+    if args.runtime:
+        if schema_failures:
+            fail("runtime", "skipped: fix the schema failures first")
+        else:
+            import os
+
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import ha_runtime
+
+            ha_runtime.run(args.prefix, valid_configs, steps, fail)
+            if not args.quiet:
+                print(
+                    f"validate_discovery: runtime: {len(valid_configs)} config(s) delivered, "
+                    f"{len(steps)} step(s), {len(failures) - schema_failures} failure(s)"
+                )
+    elif steps:
+        fail("input", f"{len(steps)} runtime step(s) given without --runtime")
 
     total = checked + removals
     if not args.quiet or failures:

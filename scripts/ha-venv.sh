@@ -18,7 +18,7 @@ fail() {
     echo "ha-venv: ERROR: $*" >&2
     if [ -s "$log" ]; then
         echo "ha-venv: last lines of the install log ($log):" >&2
-        tail -n 40 "$log" >&2
+        tail -n 30 "$log" | cut -c1-300 >&2
     fi
     exit 1
 }

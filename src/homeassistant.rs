@@ -2,8 +2,9 @@
 //!
 //! One HA device per Room, per-entity discovery topics
 //! `<prefix>/<component>/trueconf2mqtt_<room>/<object>/config`, payloads with full (unabbreviated)
-//! keys. Every payload is checked against Home Assistant 2024.3.3's own discovery schemas by
-//! `tests/ha_discovery.rs` (see `scripts/ha-venv.sh`), and kept compatible with newer releases
+//! keys. `tests/ha_discovery.rs` checks every payload against Home Assistant 2024.3.3's own
+//! discovery schemas and runs them in a live, in-process Home Assistant fed with the bridge's real
+//! state document (see `scripts/ha-venv.sh`); payloads are kept compatible with newer releases
 //! (no `object_id`, sensor `options` only with `device_class: enum`, no `entity_category` on
 //! event entities, commands never retained).
 //!
@@ -30,7 +31,8 @@ pub const MAX_PARTICIPANT_ATTRIBUTES: usize = 50;
 /// Longest chat message text carried in a chat event's attributes (characters).
 pub const MAX_CHAT_CHARS: usize = 1024;
 
-/// Placeholder select option used while a Room reports no device of a kind (HA needs at least one).
+/// Placeholder select option used while a Room reports no device of a kind: HA's schema accepts
+/// an empty `options` list, but such a select cannot be used and newer frontends reject it.
 pub const NO_DEVICE_OPTION: &str = "none";
 
 /// What discovery needs to know besides the Room state.

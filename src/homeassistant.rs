@@ -32,7 +32,7 @@ pub const MAX_PARTICIPANT_ATTRIBUTES: usize = 50;
 pub const MAX_CHAT_CHARS: usize = 1024;
 
 /// Placeholder select option used while a Room reports no device of a kind: HA's schema accepts
-/// an empty `options` list, but such a select cannot be used and newer frontends reject it.
+/// an empty `options` list, but such a select offers nothing to choose.
 pub const NO_DEVICE_OPTION: &str = "none";
 
 /// What discovery needs to know besides the Room state.

@@ -781,3 +781,93 @@ async fn every_documented_request_example_gets_a_reply() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_all_answered_in_order() {
+    let room = SimRoom::start(SimConfig::default()).await.unwrap();
+    let mut ws = connect(&room).await;
+    request(&mut ws, json!({"method": "auth", "type": "unsecured"})).await;
+    let (mut tx, mut rx) = ws.split();
+    const N: usize = 20_000;
+    let writer = tokio::spawn(async move {
+        for i in 0..N {
+            let frame = if i % 2 == 0 {
+                json!({"method": "getMicMute", "requestId": i.to_string()})
+            } else {
+                json!({"method": "setMicMute", "requestId": i.to_string(), "mute": i % 4 == 1})
+            };
+            tx.feed(Message::text(frame.to_string())).await.unwrap();
+        }
+        tx.flush().await.unwrap();
+        tx
+    });
+    let mut expected = 0;
+    while expected < N {
+        let message = tokio::time::timeout(STEP, rx.next())
+            .await
+            .expect("replies keep coming")
+            .expect("socket open")
+            .expect("frame ok");
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(text.as_str()).unwrap();
+        if frame["method"] != json!("event") {
+            assert_eq!(frame["requestId"], json!(expected.to_string()));
+            expected += 1;
+        }
+    }
+    let _tx = writer.await.unwrap();
+    assert_eq!(room.snapshot().requests_total, N as u64 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped() {
+    let room = room().await;
+    let _ws = authed(&room).await; // never read from again
+    let frame = json!({"method": "event", "event": "myEvent", "data": "x".repeat(1024)});
+    let dropped = async {
+        // Kernel buffers take a few MiB, then the queue fills and the Room sheds the client.
+        for _ in 0..200_000 {
+            room.emit_raw(frame.clone());
+            if room.authenticated_connections() == 0 {
+                return;
+            }
+        }
+        panic!("the connection was never dropped");
+    };
+    tokio::time::timeout(Duration::from_secs(30), dropped)
+        .await
+        .expect("dropped in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_rooms_in_one_process() {
+    // Needs ~2,000 listening sockets; skip where the file descriptor limit is lower.
+    let rooms = match SimRoom::start_many(1_000, SimConfig::default()).await {
+        Ok(rooms) => rooms,
+        Err(e) if e.raw_os_error() == Some(24) => {
+            eprintln!("skipped: {e} (raise `ulimit -n` to run this test)");
+            return;
+        }
+        Err(e) => panic!("start_many: {e}"),
+    };
+    let mut tasks = Vec::new();
+    for room in rooms.iter().step_by(50) {
+        let url = room.ws_url();
+        tasks.push(tokio::spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            let auth = json!({"method": "auth", "type": "unsecured"});
+            ws.send(Message::text(auth.to_string())).await.unwrap();
+            let reply = tokio::time::timeout(STEP, ws.next()).await.unwrap();
+            assert!(reply.unwrap().is_ok());
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        rooms[999].snapshot().peer_id.as_deref(),
+        Some("room1000@sim.trueconf.local")
+    );
+}

@@ -35,6 +35,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames written between two flushes at most.
 const MAX_BATCH: usize = 256;
 
+/// Free queue slots the reader waits for before taking the next request. A request queues its
+/// reply and a handful of events; the rest of the headroom absorbs events from other sources.
+/// Waiting here turns a client that pipelines faster than it reads into TCP backpressure rather
+/// than a full queue (which drops the connection).
+const READ_HEADROOM: usize = 256;
+
 /// Bound on tungstenite's own write buffer (the largest frame we send is the "huge" garbage
 /// frame, just over 1 MiB).
 const MAX_WRITE_BUFFER: usize = 8 << 20;
@@ -107,11 +113,11 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, kill: CancellationToken) {
         },
     };
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-    let id = shared.register(tx, kill.clone());
+    let id = shared.register(tx.clone(), kill.clone());
     let (sink, stream) = ws.split();
     tokio::select! {
         _ = kill.cancelled() => {}
-        _ = read_loop(&shared, id, stream, half_open.clone()) => {}
+        _ = read_loop(&shared, id, stream, tx, half_open.clone()) => {}
         _ = write_loop(sink, rx, half_open) => {}
     }
     shared.unregister(id);
@@ -121,11 +127,19 @@ async fn read_loop(
     shared: &Arc<Shared>,
     id: ConnId,
     mut stream: SplitStream<Ws>,
+    queue: mpsc::Sender<Outbound>,
     mut half_open: watch::Receiver<bool>,
 ) {
     loop {
         if !thawed(&mut half_open).await {
             return;
+        }
+        if queue.capacity() < READ_HEADROOM {
+            // Reserving and releasing the slots waits until the writer has made room.
+            match queue.reserve_many(READ_HEADROOM).await {
+                Ok(permits) => drop(permits),
+                Err(_) => return,
+            }
         }
         let message = tokio::select! {
             biased;

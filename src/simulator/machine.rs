@@ -302,6 +302,10 @@ pub(crate) struct Tokens {
 
 const MAX_TOKENS: usize = 256;
 
+/// Settings a client may create with `setSettings` (unknown names are accepted — inferred —
+/// but not without bound).
+const MAX_SETTINGS: usize = 1024;
+
 impl Tokens {
     pub fn issue_api(&mut self) -> String {
         Self::issue(&mut self.api, 1)
@@ -666,6 +670,15 @@ impl Machine {
                     .and_then(Value::as_object)
                     .cloned()
                     .unwrap_or_default();
+                let new = changes
+                    .keys()
+                    .filter(|k| !self.settings.contains_key(*k))
+                    .count();
+                if self.settings.len() + new > MAX_SETTINGS {
+                    return Err(Refusal::Invalid(format!(
+                        "setSettings: more than {MAX_SETTINGS} settings"
+                    )));
+                }
                 for (name, value) in changes {
                     self.settings.insert(name.clone(), value.clone());
                     fx.emit("settingsChanged", json!({"name": name, "value": value}));

@@ -33,8 +33,10 @@ use super::{GarbageKind, SimConfig};
 /// Identifies one WebSocket connection of a room.
 pub(crate) type ConnId = u64;
 
-/// Requests kept for `requests_received` (oldest dropped first).
+/// Requests kept for `requests_received` (oldest dropped first)…
 pub(crate) const LOG_CAPACITY: usize = 10_000;
+/// …and at most this many bytes of them (measured as received).
+const LOG_MAX_BYTES: usize = 32 << 20;
 
 /// Frames queued for one connection before it counts as "not reading" and is dropped.
 pub(crate) const OUTBOUND_QUEUE: usize = 8_192;
@@ -75,7 +77,8 @@ pub(crate) struct RoomState {
     pub machine: Machine,
     conns: HashMap<ConnId, Conn>,
     owners: [Option<ConnId>; 2],
-    log: VecDeque<Value>,
+    log: VecDeque<(Value, usize)>,
+    log_bytes: usize,
     requests_total: u64,
     /// Half-open fault: nothing is queued for any connection.
     frozen: bool,
@@ -88,6 +91,7 @@ impl RoomState {
             conns: HashMap::new(),
             owners: [None, None],
             log: VecDeque::new(),
+            log_bytes: 0,
             requests_total: 0,
             frozen: false,
         }
@@ -163,11 +167,15 @@ impl RoomState {
         }
     }
 
-    fn log_request(&mut self, request: Value) {
-        if self.log.len() == LOG_CAPACITY {
-            self.log.pop_front();
+    fn log_request(&mut self, request: Value, size: usize) {
+        self.log_bytes += size;
+        self.log.push_back((request, size));
+        while self.log.len() > LOG_CAPACITY || self.log_bytes > LOG_MAX_BYTES {
+            match self.log.pop_front() {
+                Some((_, size)) => self.log_bytes -= size,
+                None => break,
+            }
         }
-        self.log.push_back(request);
     }
 
     /// `auth` (SPEC §4). Returns the reply and the events for other connections (kicks).
@@ -517,16 +525,17 @@ impl Shared {
                 request.insert("requestId".into(), rid);
             }
             let logged = Value::Object(request);
-            st.log_request(if is_auth { redact(&logged) } else { logged });
+            let logged = if is_auth { redact(&logged) } else { logged };
+            st.log_request(logged, text.len());
 
-            let text = encode(&reply);
+            let reply_text = encode(&reply);
             if let Some(conn) = st.conns.get_mut(&id) {
-                conn.last_reply = Some(text.clone());
+                conn.last_reply = Some(reply_text.clone());
             }
             st.send(
                 id,
                 Outbound {
-                    msg: Message::Text(text),
+                    msg: Message::Text(reply_text),
                     not_before,
                 },
             );
@@ -645,7 +654,7 @@ impl Shared {
     }
 
     pub fn requests_received(&self) -> Vec<Value> {
-        self.lock().log.iter().cloned().collect()
+        self.lock().log.iter().map(|(r, _)| r.clone()).collect()
     }
 
     pub fn snapshot(&self) -> SimSnapshot {
@@ -832,6 +841,21 @@ mod tests {
             st.conns.is_empty(),
             "a client that does not read is dropped"
         );
+    }
+
+    #[test]
+    fn request_log_is_bounded_by_count_and_bytes() {
+        let mut st = state(None);
+        for i in 0..LOG_CAPACITY + 5 {
+            st.log_request(json!(i), 10);
+        }
+        assert_eq!(st.log.len(), LOG_CAPACITY);
+        assert_eq!(st.log.front().unwrap().0, json!(5));
+        for _ in 0..40 {
+            st.log_request(json!("big"), 1 << 20);
+        }
+        assert!(st.log_bytes <= LOG_MAX_BYTES);
+        assert_eq!(st.log.back().unwrap().0, json!("big"));
     }
 
     #[test]

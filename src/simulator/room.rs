@@ -470,7 +470,9 @@ impl Shared {
 
     /// Handles one text frame of connection `id`.
     pub fn on_text(self: &Arc<Self>, id: ConnId, text: &str) {
-        let not_before = self.reply_delay().map(|d| Instant::now() + d);
+        let not_before = self
+            .reply_delay()
+            .and_then(|d| Instant::now().checked_add(d));
         let Ok(Value::Object(mut request)) = serde_json::from_str::<Value>(text) else {
             // SPEC §5.3 [I]: no method or requestId to echo.
             let reply = object(json!({"result": false, "error": error_text::INVALID_JSON}));

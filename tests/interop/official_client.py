@@ -9,8 +9,10 @@ Usage: official_client.py <path to trueconf2mqtt binary>
 Prints one line per check and a closing "N passed, M failed" line; exits non-zero on failure.
 """
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -74,7 +76,9 @@ class Simulator:
 
 def main():
     logging.disable(logging.CRITICAL)  # the client logs a lot; our checks speak for themselves
-    sim = Simulator(sys.argv[1])
+    binary = os.path.abspath(sys.argv[1])
+    os.chdir(tempfile.mkdtemp())  # the official client writes videosdk.log into the cwd
+    sim = Simulator(binary)
     seen = []
     try:
         room = trueconf_room.open_session(ip="127.0.0.1", port=sim.http_port, pin=PIN)

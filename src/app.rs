@@ -5,21 +5,27 @@ use std::time::Duration;
 
 use rumqttc::QoS;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::bridge::{self, BridgeOptions, RoomEntry};
-use crate::config::{MqttVersion, Settings, explain};
-use crate::mqtt::LinkOptions;
+use crate::config::{MqttTls, MqttVersion, Settings, explain};
+use crate::mqtt::{LinkOptions, TlsOptions, Version};
+use crate::secret::Secret;
 
-/// Maps validated settings onto the bridge's options.
-pub fn bridge_options(settings: &Settings) -> BridgeOptions {
+/// Maps validated settings onto the bridge's options. Fails only when the TLS files cannot be
+/// used (unreadable, not PEM, key not matching).
+pub fn bridge_options(settings: &Settings) -> Result<BridgeOptions, String> {
     let mqtt = &settings.mqtt;
     let credentials = mqtt
         .username
         .as_ref()
         .filter(|u| !u.is_empty())
         .map(|user| (user.clone(), mqtt.password.clone().unwrap_or_default()));
-    BridgeOptions {
+    let tls = match &mqtt.tls {
+        None => None,
+        Some(tls) => Some(tls_options(tls)?),
+    };
+    Ok(BridgeOptions {
         mqtt: LinkOptions {
             host: mqtt.host.clone(),
             port: mqtt.port,
@@ -40,10 +46,16 @@ pub fn bridge_options(settings: &Settings) -> BridgeOptions {
             first_prefix: None,
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
+            version: match mqtt.version {
+                MqttVersion::V311 => Version::V311,
+                MqttVersion::V5 => Version::V5,
+            },
+            tls,
         },
         base_topic: mqtt.base_topic.clone(),
         discovery_prefix: mqtt.discovery.then(|| mqtt.discovery_prefix.clone()),
         max_payload_bytes: mqtt.max_payload_bytes,
+        command_max_age: mqtt.command_max_age,
         rooms: settings
             .rooms
             .iter()
@@ -54,26 +66,48 @@ pub fn bridge_options(settings: &Settings) -> BridgeOptions {
                 allow_dangerous: room.allow_dangerous.clone(),
             })
             .collect(),
-    }
+    })
+}
+
+fn tls_options(tls: &MqttTls) -> Result<TlsOptions, String> {
+    let read = |what: &str, path: &Path| {
+        std::fs::read(path)
+            .map_err(|e| format!("mqtt.tls.{what}: cannot read {}: {e}", path.display()))
+    };
+    let ca = tls
+        .ca_file
+        .as_deref()
+        .map(|p| read("ca_file", p))
+        .transpose()?;
+    let client_auth = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let key = read("key_file", key)?;
+            let key = Secret::new(
+                String::from_utf8(key).map_err(|_| "mqtt.tls.key_file: not PEM text".to_owned())?,
+            );
+            Some((read("cert_file", cert)?, key))
+        }
+        _ => None,
+    };
+    TlsOptions::from_pem(
+        ca.as_deref(),
+        client_auth.as_ref().map(|(c, k)| (c.as_slice(), k)),
+    )
+    .map_err(|e| format!("mqtt.tls: {e}"))
 }
 
 /// `trueconf2mqtt run`: loads the configuration, refuses to start on any problem, runs until
 /// `shutdown`.
 pub async fn run(config: Option<&Path>, shutdown: CancellationToken) -> Result<(), String> {
     let settings = Settings::load(config).map_err(|e| format!("invalid configuration:\n{e}"))?;
-    if settings.mqtt.version == MqttVersion::V5 {
-        warn!("mqtt.version = \"5\" is not supported yet; connecting with MQTT 3.1.1");
-    }
-    if settings.mqtt.tls.is_some() {
-        return Err("mqtt.tls is not supported yet by this build; remove [mqtt.tls] or use a local TLS-terminating proxy".into());
-    }
+    let options = bridge_options(&settings)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         broker = %format!("{}:{}", settings.mqtt.host, settings.mqtt.port),
         rooms = settings.rooms.len(),
         "starting"
     );
-    bridge::run(bridge_options(&settings), shutdown).await;
+    bridge::run(options, shutdown).await;
     info!("stopped");
     Ok(())
 }

@@ -38,23 +38,20 @@ fn options(broker_port: u16, room: &SimRoom) -> BridgeOptions {
     room_options.reconnect_max = Duration::from_millis(300);
     BridgeOptions {
         mqtt: LinkOptions {
-            host: "127.0.0.1".into(),
-            port: broker_port,
-            client_id: format!("trueconf2mqtt-test-{}", fastrand::u32(..)),
-            credentials: None,
             keepalive: Duration::from_secs(5),
-            clean_session: false,
-            qos: rumqttc::QoS::AtLeastOnce,
-            max_incoming_packet: 16 << 20,
             event_buffer: 100,
-            will_topic: String::new(),
-            first_prefix: None,
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_millis(300),
+            ..LinkOptions::new(
+                "127.0.0.1",
+                broker_port,
+                format!("trueconf2mqtt-test-{}", fastrand::u32(..)),
+            )
         },
         base_topic: "trueconf".into(),
         discovery_prefix: Some("homeassistant".into()),
         max_payload_bytes: 4096,
+        command_max_age: Duration::from_secs(2),
         rooms: vec![RoomEntry {
             id: ROOM.into(),
             name: "Boardroom".into(),
@@ -527,4 +524,130 @@ async fn graceful_stop_publishes_offline() {
     h.probe
         .wait_value("trueconf/bridge/state", "offline", WAIT)
         .await;
+}
+
+/// Starts a bridge that reaches the broker through a proxy the test can cut.
+async fn behind_proxy(
+    broker: &Broker,
+    room: &SimRoom,
+) -> (common::Proxy, Arc<Bridge>, Tasks, CancellationToken) {
+    let proxy = common::Proxy::start(broker.port).await;
+    let shutdown = CancellationToken::new();
+    let (bridge, tasks) = bridge::start(options(proxy.port, room), shutdown.clone());
+    (proxy, bridge, tasks, shutdown)
+}
+
+#[tokio::test]
+async fn commands_sent_during_a_short_outage_arrive_and_old_ones_are_refused() {
+    let broker = Broker::start();
+    let room = SimRoom::start(SimConfig {
+        pin: Some("4321".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
+    let (proxy, bridge, tasks, shutdown) = behind_proxy(&broker, &room).await;
+    probe.wait_value(&t("availability"), "online", WAIT).await;
+
+    // Short outage: the persistent session keeps the command; it runs after the reconnect.
+    proxy.cut();
+    common::wait_until(WAIT, "bridge sees the outage", || {
+        !bridge.link().is_connected()
+    })
+    .await;
+    probe.publish(&t("set/mic_muted"), "ON").await;
+    proxy.restore();
+    let r = probe
+        .wait_message(&t("response/mic_muted"), WAIT, |_| true)
+        .await;
+    assert!(r.payload.contains("\"status\":\"ok\""), "{}", r.payload);
+    assert!(room.snapshot().mic_muted);
+
+    // Outage longer than command_max_age (2 s): the queued command is refused, not run.
+    proxy.cut();
+    common::wait_until(WAIT, "bridge sees the outage", || {
+        !bridge.link().is_connected()
+    })
+    .await;
+    probe.publish(&t("set/camera_muted"), "ON").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // the outage itself
+    proxy.restore();
+    let r = probe
+        .wait_message(&t("response/camera_muted"), WAIT, |_| true)
+        .await;
+    assert!(r.payload.contains("longer than"), "{}", r.payload);
+    assert!(!room.snapshot().camera_muted);
+    shutdown.cancel();
+    bridge.stop(tasks).await;
+}
+
+#[tokio::test]
+async fn mqtt5_response_topic_and_correlation_data_are_honoured() {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+    let broker = Broker::start();
+    let room = SimRoom::start(SimConfig {
+        pin: Some("4321".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut opts = options(broker.port, &room);
+    opts.mqtt.version = trueconf2mqtt::mqtt::Version::V5;
+    let shutdown = CancellationToken::new();
+    let (bridge, tasks) = bridge::start(opts, shutdown.clone());
+    let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
+    probe.wait_value(&t("availability"), "online", WAIT).await;
+
+    let (client, mut eventloop) =
+        AsyncClient::new(MqttOptions::new("v5-caller", "127.0.0.1", broker.port), 16);
+    client
+        .subscribe("caller/inbox", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send(p).await;
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = tx.try_send(Default::default());
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    within(WAIT, "suback", rx.recv()).await;
+    let properties = PublishProperties {
+        response_topic: Some("caller/inbox".into()),
+        correlation_data: Some(bytes::Bytes::from_static(b"req-7")),
+        ..Default::default()
+    };
+    client
+        .publish_with_properties(
+            t("set/mic_muted"),
+            QoS::AtLeastOnce,
+            false,
+            "ON",
+            properties,
+        )
+        .await
+        .unwrap();
+    let reply = within(WAIT, "v5 response", rx.recv()).await.unwrap();
+    assert_eq!(&reply.topic[..], b"caller/inbox");
+    let body: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(
+        reply.properties.unwrap().correlation_data.as_deref(),
+        Some(&b"req-7"[..])
+    );
+    assert!(room.snapshot().mic_muted);
+    shutdown.cancel();
+    bridge.stop(tasks).await;
 }

@@ -26,7 +26,14 @@ use tracing::{info, warn};
 
 use crate::mqtt::{CommandTopic, Inbound, LinkOptions, MqttLink, Publish, Started, Topics};
 use crate::room::{LinkState, RoomClient, RoomOptions};
-use room::{LinkReport, RoomCommand, RoomContext};
+use room::{LinkReport, Reply, RoomCommand, RoomContext};
+
+/// Limits on incoming commands.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_payload: usize,
+    max_age: Duration,
+}
 
 pub use room::RoomBridgeStats;
 
@@ -54,6 +61,9 @@ pub struct BridgeOptions {
     pub discovery_prefix: Option<String>,
     /// Largest command payload accepted.
     pub max_payload_bytes: usize,
+    /// Commands queued for the bridge at the broker during an outage longer than this are
+    /// refused instead of executed late.
+    pub command_max_age: Duration,
     /// The Rooms.
     pub rooms: Vec<RoomEntry>,
 }
@@ -172,7 +182,10 @@ pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge
         bridge.clone(),
         topics.clone(),
         ha_status,
-        options.max_payload_bytes,
+        Limits {
+            max_payload: options.max_payload_bytes,
+            max_age: options.command_max_age,
+        },
         inbound,
         shutdown,
     ));
@@ -274,7 +287,7 @@ async fn route(
     bridge: Arc<Bridge>,
     topics: Topics,
     ha_status: Option<String>,
-    max_payload: usize,
+    limits: Limits,
     mut inbound: mpsc::Receiver<Inbound>,
     shutdown: CancellationToken,
 ) {
@@ -301,32 +314,40 @@ async fn route(
         let Some(target) = topics.parse_command(&message.topic) else {
             continue;
         };
-        dispatch(&bridge, &topics, max_payload, target, message);
+        dispatch(&bridge, &topics, limits, target, message);
     }
 }
 
 fn dispatch(
     bridge: &Bridge,
     topics: &Topics,
-    max_payload: usize,
+    limits: Limits,
     target: CommandTopic,
     message: Inbound,
 ) {
+    let Limits {
+        max_payload,
+        max_age,
+    } = limits;
     let (room_id, response_name) = match &target {
         CommandTopic::Bridge { name } => (None, name.clone()),
         CommandTopic::Set { room } => (Some(room.clone()), "set".to_owned()),
         CommandTopic::SetField { room, field } => (Some(room.clone()), field.clone()),
         CommandTopic::Request { room, method } => (Some(room.clone()), method.clone()),
     };
-    let respond = |body: Value| {
-        let topic = match &room_id {
-            Some(room) => topics.response(room, &response_name),
-            None => topics.bridge_response(&response_name),
-        };
-        bridge
-            .link
-            .publish(Publish::transient(topic, body.to_string()));
+    // MQTT 5 request/response: answer where the caller asked, with its correlation data.
+    let reply = Reply {
+        topic: message
+            .response_topic
+            .clone()
+            .filter(|t| rumqttc::valid_topic(t))
+            .unwrap_or_else(|| match &room_id {
+                Some(room) => topics.response(room, &response_name),
+                None => topics.bridge_response(&response_name),
+            }),
+        correlation: message.correlation.clone(),
     };
+    let respond = |body: Value| bridge.link.publish(reply.publish(&body));
     let refuse = |error: String, transaction: Option<Value>| {
         warn!(topic = %message.topic, %error, "refusing a command");
         respond(command::response(Err(error), transaction));
@@ -338,6 +359,18 @@ fn dispatch(
             "retained commands are refused: publish commands without the retain flag (and clear \
              this retained message with an empty retained payload)"
                 .into(),
+            None,
+        );
+    }
+    // Queued for us while we were away longer than the command age limit: too old to act on.
+    if let Some(away) = message.queued_for.filter(|away| *away > max_age) {
+        return refuse(
+            format!(
+                "published while the bridge was away from the broker for {} s, longer than \
+                 mqtt.command_max_age_secs ({} s); not executed",
+                away.as_secs(),
+                max_age.as_secs()
+            ),
             None,
         );
     }
@@ -401,7 +434,8 @@ fn dispatch(
         Ok(command) => {
             let transaction = command.transaction.clone();
             let queued = room.commands.try_send(RoomCommand {
-                response_name: response_name.clone(),
+                name: response_name.clone(),
+                reply: reply.clone(),
                 command,
             });
             if queued.is_err() {

@@ -43,10 +43,30 @@ pub struct RoomBridgeStats {
     pub commands_failed: AtomicU64,
 }
 
+/// Where a command's response goes.
+#[derive(Clone)]
+pub(crate) struct Reply {
+    /// `<base>/<room>/response/<name>`, or the MQTT 5 Response Topic of the command.
+    pub topic: String,
+    /// MQTT 5 Correlation Data to echo.
+    pub correlation: Option<bytes::Bytes>,
+}
+
+impl Reply {
+    /// The response as a message to publish.
+    pub fn publish(&self, body: &Value) -> Publish {
+        Publish {
+            correlation: self.correlation.clone(),
+            ..Publish::transient(self.topic.clone(), body.to_string())
+        }
+    }
+}
+
 /// A command on its way to a room's command task.
 pub(crate) struct RoomCommand {
-    /// Last topic level of the response topic (`<base>/<room>/response/<name>`).
-    pub response_name: String,
+    /// Name for logs (field or method).
+    pub name: String,
+    pub reply: Reply,
     pub command: Command,
 }
 
@@ -195,7 +215,8 @@ pub(crate) async fn command_loop(
             }
         };
         let Some(RoomCommand {
-            response_name,
+            name,
+            reply,
             command,
         }) = next
         else {
@@ -215,14 +236,11 @@ pub(crate) async fn command_loop(
         match &outcome {
             Ok(_) => ctx.stats.commands_ok.fetch_add(1, Ordering::Relaxed),
             Err(error) => {
-                info!(room = %ctx.id, command = %response_name, %error, "command failed");
+                info!(room = %ctx.id, command = %name, %error, "command failed");
                 ctx.stats.commands_failed.fetch_add(1, Ordering::Relaxed)
             }
         };
         let body = command::response(outcome, command.transaction);
-        ctx.link.publish(Publish::transient(
-            ctx.topics.response(&ctx.id, &response_name),
-            body.to_string(),
-        ));
+        ctx.link.publish(reply.publish(&body));
     }
 }

@@ -17,14 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::{
-    AsyncClient, ClientError, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing,
-    Packet, QoS,
-};
+use rumqttc::QoS;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::client::{self, Client, EventLoop, Polled, TlsOptions, TryError, Version};
 use crate::backoff::Backoff;
 use crate::secret::Secret;
 
@@ -59,6 +57,34 @@ pub struct LinkOptions {
     pub reconnect_min: Duration,
     /// Largest reconnect delay.
     pub reconnect_max: Duration,
+    /// MQTT 3.1.1 or 5.
+    pub version: Version,
+    /// TLS, when the broker needs it.
+    pub tls: Option<TlsOptions>,
+}
+
+impl LinkOptions {
+    /// Options with the defaults for a broker at `host:port`: MQTT 3.1.1, persistent session,
+    /// QoS 1, keepalive 30 s, 1,000 buffered events, backoff 0.5 s → 30 s.
+    pub fn new(host: impl Into<String>, port: u16, client_id: impl Into<String>) -> LinkOptions {
+        LinkOptions {
+            host: host.into(),
+            port,
+            client_id: client_id.into(),
+            credentials: None,
+            keepalive: Duration::from_secs(30),
+            clean_session: false,
+            qos: QoS::AtLeastOnce,
+            max_incoming_packet: 16 << 20,
+            event_buffer: 1000,
+            will_topic: String::new(),
+            first_prefix: None,
+            reconnect_min: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+            version: Version::V311,
+            tls: None,
+        }
+    }
 }
 
 /// A message to publish.
@@ -70,6 +96,8 @@ pub struct Publish {
     pub payload: Bytes,
     /// Retained state (coalesced, republished on reconnect) or a transient event/response.
     pub retain: bool,
+    /// MQTT 5 Correlation Data to send with a response.
+    pub correlation: Option<Bytes>,
 }
 
 impl Publish {
@@ -79,6 +107,7 @@ impl Publish {
             topic: topic.into(),
             payload: payload.into(),
             retain: true,
+            correlation: None,
         }
     }
 
@@ -88,6 +117,7 @@ impl Publish {
             topic: topic.into(),
             payload: payload.into(),
             retain: false,
+            correlation: None,
         }
     }
 }
@@ -101,6 +131,16 @@ pub struct Inbound {
     pub payload: Bytes,
     /// Set when the broker replays a retained message.
     pub retain: bool,
+    /// MQTT 5 Response Topic: where the sender wants the response.
+    pub response_topic: Option<String>,
+    /// MQTT 5 Correlation Data, echoed with the response.
+    pub correlation: Option<Bytes>,
+    /// MQTT 5 message expiry interval left, in seconds.
+    pub expiry: Option<u32>,
+    /// Set when the broker delivered this from our persistent session right after a reconnect:
+    /// it was published while we were away, and the outage lasted this long (an upper bound on
+    /// its age).
+    pub queued_for: Option<Duration>,
 }
 
 /// Counters of the MQTT side.
@@ -136,7 +176,7 @@ enum OutboxMessage {
 pub struct MqttLink {
     outbox: mpsc::Sender<OutboxMessage>,
     connection: watch::Receiver<Connection>,
-    client: AsyncClient,
+    client: Client,
     stats: Arc<MqttStats>,
 }
 
@@ -161,21 +201,7 @@ impl MqttLink {
     /// Connects (in the background) and subscribes to `filters` after every ConnAck. The last
     /// will publishes `offline` retained on `will_topic`.
     pub fn start(options: LinkOptions, filters: Vec<String>, cancel: CancellationToken) -> Started {
-        let mut mqtt = MqttOptions::new(&options.client_id, &options.host, options.port);
-        mqtt.set_keep_alive(options.keepalive.max(Duration::from_secs(1)));
-        mqtt.set_clean_session(options.clean_session);
-        mqtt.set_max_packet_size(options.max_incoming_packet, 1 << 20);
-        mqtt.set_last_will(LastWill::new(
-            &options.will_topic,
-            "offline",
-            QoS::AtLeastOnce,
-            true,
-        ));
-        mqtt.set_inflight(100);
-        if let Some((user, password)) = &options.credentials {
-            mqtt.set_credentials(user, password.expose());
-        }
-        let (client, eventloop) = AsyncClient::new(mqtt, REQUEST_CAPACITY);
+        let (client, eventloop) = client::build(&options, REQUEST_CAPACITY);
         let (connection_tx, connection) = watch::channel(Connection::default());
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
         let (outbox_tx, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
@@ -271,7 +297,7 @@ impl MqttLink {
 #[allow(clippy::too_many_arguments)]
 async fn poll_loop(
     mut eventloop: EventLoop,
-    client: AsyncClient,
+    client: Client,
     options: LinkOptions,
     filters: Vec<String>,
     connection: watch::Sender<Connection>,
@@ -282,21 +308,30 @@ async fn poll_loop(
     let mut backoff = Backoff::new(options.reconnect_min, options.reconnect_max);
     let broker = format!("{}:{}", options.host, options.port);
     let mut failures: u64 = 0;
+    // When the link went down, and (after a reconnect that resumed the session, until our
+    // subscriptions are confirmed) how long the outage lasted: what the broker delivers in that
+    // window was queued for us while we were away.
+    let mut down_since: Option<std::time::Instant> = None;
+    let mut backlog: Option<Duration> = None;
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
             event = eventloop.poll() => event,
         };
         match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+            Ok(Polled::ConnAck { session_present }) => {
+                backlog = down_since
+                    .take()
+                    .filter(|_| session_present)
+                    .map(|since| since.elapsed());
                 backoff.reset();
                 failures = 0;
                 stats.connects.fetch_add(1, Ordering::Relaxed);
-                info!(%broker, session_present = ack.session_present, "connected to the MQTT broker");
+                info!(%broker, session_present, "connected to the MQTT broker");
                 // Always resubscribe: idempotent, and the broker may have lost the session.
                 for filter in &filters {
                     if let Err(e) = client.try_subscribe(filter, options.qos) {
-                        warn!(%filter, error = %e, "cannot queue a subscription");
+                        warn!(%filter, error = ?e, "cannot queue a subscription");
                     }
                 }
                 connection.send_modify(|c| {
@@ -304,28 +339,27 @@ async fn poll_loop(
                     c.generation += 1;
                 });
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let message = Inbound {
-                    topic: p.topic,
-                    payload: p.payload,
-                    retain: p.retain,
-                };
+            Ok(Polled::SubAck) => backlog = None,
+            Ok(Polled::Publish(mut message)) => {
+                message.queued_for = backlog;
                 if inbound.try_send(message).is_err() {
                     stats.inbound_dropped.fetch_add(1, Ordering::Relaxed);
                     warn!("dropping an incoming MQTT message: the bridge is not keeping up");
                 }
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+            Ok(Polled::Disconnected) => {
                 debug!("sent DISCONNECT");
                 connection.send_modify(|c| c.connected = false);
                 break;
             }
-            Ok(_) => {}
+            Ok(Polled::Other) => {}
             Err(error) => {
+                down_since.get_or_insert_with(std::time::Instant::now);
                 connection.send_if_modified(|c| std::mem::replace(&mut c.connected, false));
                 failures += 1;
                 let delay = backoff.next_delay();
-                let refused = matches!(error, ConnectionError::ConnectionRefused(_));
+                let refused = error.refused;
+                let error = error.message;
                 // One line per attempt; attempts are spaced by the backoff, never a hot loop.
                 if failures <= 3 || failures.is_power_of_two() || refused {
                     warn!(%broker, %error, attempt = failures, retry_in_ms = delay.as_millis() as u64, "MQTT connection failed");
@@ -341,7 +375,7 @@ async fn poll_loop(
 }
 
 struct Outbox {
-    client: AsyncClient,
+    client: Client,
     qos: QoS,
     stats: Arc<MqttStats>,
     capacity: usize,
@@ -456,7 +490,7 @@ impl Outbox {
             let payload = self.retained.get(&topic).cloned().unwrap_or_default();
             match self
                 .client
-                .try_publish(&topic, self.qos, true, payload.clone())
+                .try_publish(&topic, self.qos, true, payload.clone(), None)
             {
                 Ok(()) => {
                     self.stats.published.fetch_add(1, Ordering::Relaxed);
@@ -472,18 +506,21 @@ impl Outbox {
                         self.retained.remove(&topic);
                     }
                 }
-                Err(ClientError::TryRequest(_)) => return false,
-                Err(e) => {
+                Err(TryError::Full) => return false,
+                Err(TryError::Other(e)) => {
                     warn!(%topic, error = %e, "cannot publish");
                     return false;
                 }
             }
         }
         while let Some(p) = self.queue.front() {
-            match self
-                .client
-                .try_publish(&p.topic, self.qos, false, p.payload.clone())
-            {
+            match self.client.try_publish(
+                &p.topic,
+                self.qos,
+                false,
+                p.payload.clone(),
+                p.correlation.clone(),
+            ) {
                 Ok(()) => {
                     self.stats.published.fetch_add(1, Ordering::Relaxed);
                     self.queue.pop_front();

@@ -1,7 +1,9 @@
 //! The MQTT side: the broker link (rumqttc) and the topic tree.
 
+mod client;
 mod link;
 mod topics;
 
+pub use client::{TlsOptions, Version};
 pub use link::{Connection, Inbound, LinkOptions, MqttLink, MqttStats, Publish, Started};
 pub use topics::{CommandTopic, Topics, sanitize_level};

@@ -1,0 +1,328 @@
+//! One face for rumqttc's MQTT 3.1.1 and MQTT 5 clients.
+//!
+//! rumqttc has two parallel APIs (`rumqttc` and `rumqttc::v5`) with different packet types. The
+//! link needs only a handful of operations from them, so this module maps both onto one small
+//! set of types instead of writing the link twice.
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use rumqttc::{QoS, TlsConfiguration, Transport};
+
+use super::link::{Inbound, LinkOptions};
+use crate::secret::Secret;
+
+/// MQTT protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Version {
+    /// MQTT 3.1.1.
+    #[default]
+    V311,
+    /// MQTT 5: request/response properties are honoured.
+    V5,
+}
+
+/// TLS settings, checked and ready: server verification and an optional client certificate.
+#[derive(Clone)]
+pub struct TlsOptions {
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsOptions")
+    }
+}
+
+impl TlsOptions {
+    /// Builds the TLS settings from PEM data: CA certificates that verify the broker (`None`:
+    /// the system roots) and an optional client certificate chain with its key.
+    pub fn from_pem(
+        ca_pem: Option<&[u8]>,
+        client_auth: Option<(&[u8], &Secret)>,
+    ) -> Result<TlsOptions, String> {
+        Ok(TlsOptions {
+            config: Arc::new(tls_config(ca_pem, client_auth)?),
+        })
+    }
+}
+
+/// A client handle of either version.
+#[derive(Clone)]
+pub(crate) enum Client {
+    V4(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// Why a `try_*` call failed.
+#[derive(Debug)]
+pub(crate) enum TryError {
+    /// rumqttc's request channel is full: try again later.
+    Full,
+    /// Anything else (the event loop is gone).
+    Other(String),
+}
+
+/// What one poll of the event loop produced.
+pub(crate) enum Polled {
+    ConnAck {
+        session_present: bool,
+    },
+    SubAck,
+    Publish(Inbound),
+    /// DISCONNECT went out: the clean stop is complete.
+    Disconnected,
+    Other,
+}
+
+/// A failed poll: the message, and whether the broker refused us (credentials, not authorised).
+pub(crate) struct PollError {
+    pub message: String,
+    pub refused: bool,
+}
+
+/// The event loop of either version.
+pub(crate) enum EventLoop {
+    V4(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
+}
+
+fn v4_error(e: rumqttc::ClientError) -> TryError {
+    match e {
+        rumqttc::ClientError::TryRequest(_) => TryError::Full,
+        other => TryError::Other(other.to_string()),
+    }
+}
+
+fn v5_error(e: rumqttc::v5::ClientError) -> TryError {
+    match e {
+        rumqttc::v5::ClientError::TryRequest(_) => TryError::Full,
+        other => TryError::Other(other.to_string()),
+    }
+}
+
+fn v5_qos(qos: QoS) -> rumqttc::v5::mqttbytes::QoS {
+    match qos {
+        QoS::AtMostOnce => rumqttc::v5::mqttbytes::QoS::AtMostOnce,
+        QoS::AtLeastOnce => rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => rumqttc::v5::mqttbytes::QoS::ExactlyOnce,
+    }
+}
+
+impl Client {
+    /// Queues a publish; `correlation` is sent as MQTT 5 Correlation Data (ignored on 3.1.1).
+    pub fn try_publish(
+        &self,
+        topic: &str,
+        qos: QoS,
+        retain: bool,
+        payload: Bytes,
+        correlation: Option<Bytes>,
+    ) -> Result<(), TryError> {
+        match self {
+            Client::V4(c) => c.try_publish(topic, qos, retain, payload).map_err(v4_error),
+            Client::V5(c) => match correlation {
+                None => c
+                    .try_publish(topic, v5_qos(qos), retain, payload)
+                    .map_err(v5_error),
+                Some(data) => {
+                    let properties = PublishProperties {
+                        correlation_data: Some(data),
+                        ..PublishProperties::default()
+                    };
+                    c.try_publish_with_properties(topic, v5_qos(qos), retain, payload, properties)
+                        .map_err(v5_error)
+                }
+            },
+        }
+    }
+
+    pub fn try_subscribe(&self, filter: &str, qos: QoS) -> Result<(), TryError> {
+        match self {
+            Client::V4(c) => c.try_subscribe(filter, qos).map_err(v4_error),
+            Client::V5(c) => c.try_subscribe(filter, v5_qos(qos)).map_err(v5_error),
+        }
+    }
+
+    pub fn try_disconnect(&self) -> Result<(), TryError> {
+        match self {
+            Client::V4(c) => c.try_disconnect().map_err(v4_error),
+            Client::V5(c) => c.try_disconnect().map_err(v5_error),
+        }
+    }
+}
+
+impl EventLoop {
+    pub async fn poll(&mut self) -> Result<Polled, PollError> {
+        match self {
+            EventLoop::V4(l) => {
+                use rumqttc::{Event, Outgoing, Packet};
+                match l.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => Ok(Polled::ConnAck {
+                        session_present: ack.session_present,
+                    }),
+                    Ok(Event::Incoming(Packet::SubAck(_))) => Ok(Polled::SubAck),
+                    Ok(Event::Incoming(Packet::Publish(p))) => Ok(Polled::Publish(Inbound {
+                        topic: p.topic,
+                        payload: p.payload,
+                        retain: p.retain,
+                        response_topic: None,
+                        correlation: None,
+                        expiry: None,
+                        queued_for: None,
+                    })),
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => Ok(Polled::Disconnected),
+                    Ok(_) => Ok(Polled::Other),
+                    Err(e) => Err(PollError {
+                        refused: matches!(e, rumqttc::ConnectionError::ConnectionRefused(_)),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+            EventLoop::V5(l) => {
+                use rumqttc::Outgoing;
+                use rumqttc::v5::mqttbytes::v5::Packet;
+                use rumqttc::v5::{ConnectionError, Event};
+                match l.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => Ok(Polled::ConnAck {
+                        session_present: ack.session_present,
+                    }),
+                    Ok(Event::Incoming(Packet::SubAck(_))) => Ok(Polled::SubAck),
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let properties = p.properties.unwrap_or_default();
+                        Ok(Polled::Publish(Inbound {
+                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                            payload: p.payload,
+                            retain: p.retain,
+                            response_topic: properties.response_topic,
+                            correlation: properties.correlation_data,
+                            expiry: properties.message_expiry_interval,
+                            queued_for: None,
+                        }))
+                    }
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => Ok(Polled::Disconnected),
+                    Ok(_) => Ok(Polled::Other),
+                    Err(e) => Err(PollError {
+                        refused: matches!(e, ConnectionError::ConnectionRefused(_)),
+                        message: e.to_string(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Installs the `ring` crypto provider once: rustls panics at first use when it cannot tell
+/// which provider to use.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Builds the rustls configuration: our own, because rumqttc's default loads the system roots
+/// with an `unwrap` (rumqtt #992).
+fn tls_config(
+    ca_pem: Option<&[u8]>,
+    client_auth: Option<(&[u8], &Secret)>,
+) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("CA file: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("CA file: unusable certificate: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("CA file: no certificate found".into());
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err("no system CA certificates found; set mqtt.tls.ca_file".into());
+            }
+        }
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    match client_auth {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert_pem, key_pem)) => {
+            let certs = CertificateDer::pem_slice_iter(cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("client certificate: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
+                .map_err(|_| "client key: not a PEM private key".to_owned())?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("client certificate and key: {e}"))
+        }
+    }
+}
+
+/// Creates the client and event loop for `options`.
+pub(crate) fn build(options: &LinkOptions, capacity: usize) -> (Client, EventLoop) {
+    let transport = match &options.tls {
+        None => Transport::tcp(),
+        Some(tls) => Transport::tls_with_config(TlsConfiguration::Rustls(tls.config.clone())),
+    };
+    let keepalive = options.keepalive.max(Duration::from_secs(1));
+    match options.version {
+        Version::V311 => {
+            use rumqttc::{LastWill, MqttOptions};
+            let mut mqtt = MqttOptions::new(&options.client_id, &options.host, options.port);
+            mqtt.set_keep_alive(keepalive);
+            mqtt.set_clean_session(options.clean_session);
+            mqtt.set_max_packet_size(options.max_incoming_packet, 1 << 20);
+            mqtt.set_last_will(LastWill::new(
+                &options.will_topic,
+                "offline",
+                QoS::AtLeastOnce,
+                true,
+            ));
+            mqtt.set_inflight(100);
+            mqtt.set_transport(transport);
+            if let Some((user, password)) = &options.credentials {
+                mqtt.set_credentials(user, password.expose());
+            }
+            let (client, eventloop) = rumqttc::AsyncClient::new(mqtt, capacity);
+            (Client::V4(client), EventLoop::V4(Box::new(eventloop)))
+        }
+        Version::V5 => {
+            use rumqttc::v5::MqttOptions;
+            use rumqttc::v5::mqttbytes::v5::LastWill;
+            let mut mqtt = MqttOptions::new(&options.client_id, &options.host, options.port);
+            mqtt.set_keep_alive(keepalive);
+            mqtt.set_clean_start(options.clean_session);
+            if !options.clean_session {
+                // MQTT 5 ends a session at disconnect unless an expiry is set: keep it a day.
+                mqtt.set_session_expiry_interval(Some(24 * 3600));
+            }
+            mqtt.set_max_packet_size(Some(
+                u32::try_from(options.max_incoming_packet).unwrap_or(u32::MAX),
+            ));
+            mqtt.set_last_will(LastWill::new(
+                &options.will_topic,
+                "offline",
+                v5_qos(QoS::AtLeastOnce),
+                true,
+                None,
+            ));
+            mqtt.set_transport(transport);
+            if let Some((user, password)) = &options.credentials {
+                mqtt.set_credentials(user, password.expose());
+            }
+            let (client, eventloop) = rumqttc::v5::AsyncClient::new(mqtt, capacity);
+            (Client::V5(client), EventLoop::V5(Box::new(eventloop)))
+        }
+    }
+}

@@ -107,7 +107,20 @@ pub async fn run(config: Option<&Path>, shutdown: CancellationToken) -> Result<(
         rooms = settings.rooms.len(),
         "starting"
     );
-    bridge::run(options, shutdown).await;
+    let (bridge, tasks) = bridge::start(options, shutdown.clone());
+    if let Some(listen) = settings.http.listen {
+        let (bridge, shutdown) = (bridge.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::health::serve(listen, bridge, shutdown).await {
+                tracing::error!(%listen, error = %e, "cannot serve health and metrics");
+            }
+        });
+    }
+    crate::systemd::supervise(bridge.clone(), shutdown.clone());
+    crate::systemd::ready();
+    shutdown.cancelled().await;
+    crate::systemd::stopping();
+    bridge.stop(tasks).await;
     info!("stopped");
     Ok(())
 }

@@ -70,6 +70,25 @@ pub enum Command {
         restart, state)."
     )]
     Simulate(SimulateArgs),
+    /// Show each room's state as the broker holds it.
+    #[command(
+        after_help = "Examples:\n  trueconf2mqtt status --config /etc/trueconf2mqtt/config.toml\n  \
+        trueconf2mqtt status --broker 127.0.0.1:1883"
+    )]
+    Status {
+        /// Read broker address, credentials and base topic from this configuration file.
+        #[arg(long, short, env = "TRUECONF2MQTT_CONFIG", conflicts_with = "broker")]
+        config: Option<PathBuf>,
+        /// Broker as host:port (without a configuration file).
+        #[arg(long)]
+        broker: Option<String>,
+        /// Base topic (with --broker).
+        #[arg(long, default_value = "trueconf")]
+        base_topic: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the API method catalog.
     Catalog {
         /// Print the Markdown reference (docs/METHODS.md) instead of one line per method.
@@ -225,6 +244,12 @@ async fn dispatch(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Simulate(args) => simulate(args).await,
+        Command::Status {
+            config,
+            broker,
+            base_topic,
+            json,
+        } => status(config, broker, base_topic, json).await,
         Command::Run { config } => crate::app::run(config.as_deref(), shutdown_signal()).await,
         Command::CheckConfig { config } => crate::app::check_config(config.as_deref()),
     }
@@ -296,6 +321,50 @@ async fn room(args: RoomArgs) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+async fn status(
+    config: Option<PathBuf>,
+    broker: Option<String>,
+    base_topic: String,
+    json: bool,
+) -> Result<(), String> {
+    let (host, port, credentials, base) = match broker {
+        Some(address) => {
+            let (host, port) = address
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| format!("--broker must be host:port, got '{address}'"))?;
+            (host, port, None, base_topic)
+        }
+        None => {
+            let settings = crate::config::Settings::load(config.as_deref())
+                .map_err(|e| format!("invalid configuration:\n{e}"))?;
+            let mqtt = settings.mqtt;
+            let credentials = mqtt.username.filter(|u| !u.is_empty()).map(|u| {
+                (
+                    u,
+                    mqtt.password
+                        .map(|p| p.expose().to_owned())
+                        .unwrap_or_default(),
+                )
+            });
+            (mqtt.host, mqtt.port, credentials, mqtt.base_topic)
+        }
+    };
+    let snapshot =
+        crate::status::read(&host, port, credentials, &base, Duration::from_secs(5)).await?;
+    if json {
+        let value = serde_json::json!({
+            "bridge": snapshot.bridge,
+            "availability": snapshot.availability,
+            "state": snapshot.state,
+        });
+        println!("{value}");
+    } else {
+        print!("{}", crate::status::table(&snapshot));
+    }
+    Ok(())
 }
 
 async fn simulate(args: SimulateArgs) -> Result<(), String> {

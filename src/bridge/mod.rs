@@ -82,9 +82,44 @@ struct RoomHandle {
 pub struct Bridge {
     link: MqttLink,
     rooms: BTreeMap<String, RoomHandle>,
+    /// Each room's last reported link state, and a counter bumped on every change.
+    room_links: std::sync::Mutex<BTreeMap<String, LinkState>>,
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+/// A room as seen by health reports and metrics.
+pub struct RoomView<'a> {
+    /// Room id.
+    pub id: &'a str,
+    /// Its client.
+    pub client: &'a RoomClient,
+    /// Bridge counters.
+    pub stats: &'a RoomBridgeStats,
 }
 
 impl Bridge {
+    /// Every room, in id order.
+    pub fn rooms(&self) -> impl Iterator<Item = RoomView<'_>> {
+        self.rooms.iter().map(|(id, r)| RoomView {
+            id,
+            client: &r.ctx.client,
+            stats: &r.ctx.stats,
+        })
+    }
+
+    /// Each room's link state as last reported.
+    pub fn room_links(&self) -> BTreeMap<String, LinkState> {
+        self.room_links
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// Notified whenever a room's link changes (the value counts changes).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// The broker link (for tests and the status endpoint).
     pub fn link(&self) -> &MqttLink {
         &self.link
@@ -172,7 +207,16 @@ pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge
         rooms.insert(entry.id.clone(), RoomHandle { ctx, commands });
     }
     drop(reports_tx);
-    let bridge = Arc::new(Bridge { link, rooms });
+    let room_links = rooms
+        .keys()
+        .map(|id| (id.clone(), LinkState::Connecting))
+        .collect();
+    let bridge = Arc::new(Bridge {
+        link,
+        rooms,
+        room_links: std::sync::Mutex::new(room_links),
+        changes: tokio::sync::watch::Sender::new(0),
+    });
     tasks.push(tokio::spawn(info_loop(
         bridge.clone(),
         topics.clone(),
@@ -253,6 +297,10 @@ async fn info_loop(bridge: Arc<Bridge>, topics: Topics, mut reports: mpsc::Recei
         while let Ok(report) = reports.try_recv() {
             states.insert(report.room, report.state);
         }
+        if let Ok(mut links) = bridge.room_links.lock() {
+            links.extend(states.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        bridge.changes.send_modify(|n| *n += 1);
         let rooms: serde_json::Map<String, Value> = bridge
             .rooms
             .iter()

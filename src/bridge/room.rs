@@ -31,8 +31,10 @@ pub(crate) struct RoomContext {
 }
 
 /// Per-room counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RoomBridgeStats {
+    /// How long commands took, from dequeue to the Room's last reply, in seconds.
+    pub command_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Events published.
     pub events: AtomicU64,
     /// Events the publisher missed because it fell behind the Room.
@@ -58,6 +60,20 @@ impl Reply {
         Publish {
             correlation: self.correlation.clone(),
             ..Publish::transient(self.topic.clone(), body.to_string())
+        }
+    }
+}
+
+impl Default for RoomBridgeStats {
+    fn default() -> RoomBridgeStats {
+        RoomBridgeStats {
+            command_seconds: prometheus_client::metrics::histogram::Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+            ]),
+            events: AtomicU64::new(0),
+            events_lagged: AtomicU64::new(0),
+            commands_ok: AtomicU64::new(0),
+            commands_failed: AtomicU64::new(0),
         }
     }
 }
@@ -222,6 +238,7 @@ pub(crate) async fn command_loop(
         else {
             break;
         };
+        let started = std::time::Instant::now();
         let outcome = if cancel.is_cancelled() {
             Err("the bridge is shutting down; command not executed".to_owned())
         } else {
@@ -233,6 +250,9 @@ pub(crate) async fn command_loop(
                     .map_err(|e| format!("room '{}': {e}", ctx.id)),
             }
         };
+        ctx.stats
+            .command_seconds
+            .observe(started.elapsed().as_secs_f64());
         match &outcome {
             Ok(_) => ctx.stats.commands_ok.fetch_add(1, Ordering::Relaxed),
             Err(error) => {

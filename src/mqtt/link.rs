@@ -169,6 +169,7 @@ enum OutboxMessage {
     Publish(Publish),
     RepublishAll,
     Flush(oneshot::Sender<()>),
+    Ping(oneshot::Sender<()>),
 }
 
 /// Handle to the broker link.
@@ -265,6 +266,18 @@ impl MqttLink {
     pub async fn flush(&self, timeout: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
         if self.outbox.send(OutboxMessage::Flush(tx)).await.is_err() {
+            return false;
+        }
+        tokio::time::timeout(timeout, rx)
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Whether the outbox task answers within `timeout`: a liveness check of our own loop (for
+    /// the systemd watchdog), independent of the broker being reachable.
+    pub async fn alive(&self, timeout: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.outbox.try_send(OutboxMessage::Ping(tx)).is_err() {
             return false;
         }
         tokio::time::timeout(timeout, rx)
@@ -406,6 +419,9 @@ impl Outbox {
                     Some(OutboxMessage::Publish(p)) => self.accept(p),
                     Some(OutboxMessage::RepublishAll) => self.mark_all_dirty(),
                     Some(OutboxMessage::Flush(done)) => flushes.push(done),
+                    Some(OutboxMessage::Ping(pong)) => {
+                        let _ = pong.send(());
+                    }
                 },
                 changed = connection.changed() => {
                     if changed.is_err() {

@@ -1,0 +1,269 @@
+//! Health and metrics over HTTP: `/healthz`, `/readyz` and Prometheus `/metrics`.
+//!
+//! Optional (`http.listen`); binds where configured, 127.0.0.1 in the examples. Everything is
+//! computed at request time from the counters the bridge keeps anyway: no extra work on the hot
+//! path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::bridge::Bridge;
+use crate::room::LinkState;
+
+/// The readiness report: broker connection and each room's link.
+pub fn report(bridge: &Bridge) -> (bool, Value) {
+    let mqtt = bridge.link().is_connected();
+    let links = bridge.room_links();
+    let rooms: serde_json::Map<String, Value> = links
+        .iter()
+        .map(|(id, state)| {
+            let (name, reason) = describe(state);
+            (id.clone(), json!({ "state": name, "reason": reason }))
+        })
+        .collect();
+    let ready = mqtt && links.values().all(LinkState::is_online);
+    (
+        ready,
+        json!({ "ready": ready, "mqtt": if mqtt { "connected" } else { "disconnected" }, "rooms": rooms }),
+    )
+}
+
+/// A link state's name and reason, as shown in reports.
+pub fn describe(state: &LinkState) -> (&'static str, Option<String>) {
+    match state {
+        LinkState::Online => ("online", None),
+        LinkState::Connecting => ("connecting", None),
+        LinkState::Offline { reason } => ("offline", Some(reason.clone())),
+        LinkState::AuthRefused { message } => ("auth_refused", Some(message.clone())),
+        LinkState::Stopped => ("stopped", None),
+    }
+}
+
+/// Serves the endpoints until `shutdown`.
+pub async fn serve(
+    listen: SocketAddr,
+    bridge: Arc<Bridge>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, "health and metrics endpoint listening");
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(BridgeCollector(bridge.clone())));
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state((bridge, Arc::new(registry)));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+type AppState = (Arc<Bridge>, Arc<Registry>);
+
+async fn healthz(State((bridge, _)): State<AppState>) -> impl IntoResponse {
+    // Alive = our own publishing loop answers, whatever the broker and Rooms do.
+    if bridge.link().alive(std::time::Duration::from_secs(2)).await {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "outbox not responding\n")
+    }
+}
+
+async fn readyz(State((bridge, _)): State<AppState>) -> impl IntoResponse {
+    let (ready, body) = report(&bridge);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+}
+
+async fn metrics(State((_, registry)): State<AppState>) -> impl IntoResponse {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "encoding failed\n".to_owned(),
+        ),
+    }
+}
+
+/// Reads the bridge's counters at scrape time.
+#[derive(Debug)]
+struct BridgeCollector(Arc<Bridge>);
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bridge")
+    }
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    ConstCounter::new(value).encode(encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        MetricType::Counter,
+    )?)
+}
+
+impl Collector for BridgeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let bridge = &self.0;
+        let mqtt = bridge.link().stats();
+        ConstGauge::new(i64::from(bridge.link().is_connected())).encode(
+            encoder.encode_descriptor(
+                "trueconf2mqtt_mqtt_connected",
+                "1 while the broker connection is up",
+                None,
+                MetricType::Gauge,
+            )?,
+        )?;
+        counter(
+            &mut encoder,
+            "trueconf2mqtt_mqtt_connects",
+            "Connections to the broker",
+            mqtt.connects.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "trueconf2mqtt_mqtt_published",
+            "Messages handed to the broker",
+            mqtt.published.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "trueconf2mqtt_mqtt_dropped",
+            "Events or responses dropped while the broker was away",
+            mqtt.dropped.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "trueconf2mqtt_mqtt_inbound_dropped",
+            "Incoming messages dropped because the bridge fell behind",
+            mqtt.inbound_dropped.load(Ordering::Relaxed),
+        )?;
+
+        let links = bridge.room_links();
+        let rooms: Vec<_> = bridge.rooms().collect();
+        let mut family = |name: &str,
+                          help: &str,
+                          is_counter: bool,
+                          value: &dyn Fn(&crate::bridge::RoomView) -> u64|
+         -> std::fmt::Result {
+            let kind = if is_counter {
+                MetricType::Counter
+            } else {
+                MetricType::Gauge
+            };
+            let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+            for room in &rooms {
+                let labels = [("room", room.id)];
+                let v = value(room);
+                let e = metric.encode_family(&labels)?;
+                if is_counter {
+                    ConstCounter::new(v).encode(e)?;
+                } else {
+                    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(e)?;
+                }
+            }
+            Ok(())
+        };
+        family(
+            "trueconf2mqtt_room_online",
+            "1 while the Room is connected and authenticated",
+            false,
+            &|r| u64::from(links.get(r.id).is_some_and(LinkState::is_online)),
+        )?;
+        family(
+            "trueconf2mqtt_room_connects",
+            "Authenticated sessions with the Room",
+            true,
+            &|r| r.client.stats().connects.load(Ordering::Relaxed),
+        )?;
+        family(
+            "trueconf2mqtt_room_bad_frames",
+            "Frames from the Room that could not be parsed",
+            true,
+            &|r| r.client.stats().bad_frames.load(Ordering::Relaxed),
+        )?;
+        family(
+            "trueconf2mqtt_room_unmatched_replies",
+            "Replies from the Room that matched no request",
+            true,
+            &|r| r.client.stats().unmatched_replies.load(Ordering::Relaxed),
+        )?;
+        family(
+            "trueconf2mqtt_events",
+            "Room events published",
+            true,
+            &|r| r.stats.events.load(Ordering::Relaxed),
+        )?;
+        family(
+            "trueconf2mqtt_events_lagged",
+            "Room events missed because the publisher fell behind",
+            true,
+            &|r| r.stats.events_lagged.load(Ordering::Relaxed),
+        )?;
+        family(
+            "trueconf2mqtt_commands_ok",
+            "Commands answered ok",
+            true,
+            &|r| r.stats.commands_ok.load(Ordering::Relaxed),
+        )?;
+        family(
+            "trueconf2mqtt_commands_failed",
+            "Commands answered with an error by the room task",
+            true,
+            &|r| r.stats.commands_failed.load(Ordering::Relaxed),
+        )?;
+        let mut histogram = encoder.encode_descriptor(
+            "trueconf2mqtt_command_duration_seconds",
+            "Time to run a command against the Room",
+            None,
+            MetricType::Histogram,
+        )?;
+        for room in &rooms {
+            let labels = [("room", room.id)];
+            room.stats
+                .command_seconds
+                .encode(histogram.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,220 @@
+//! The `trueconf2mqtt` binary as users and systemd run it: config file, health and metrics
+//! endpoint, sd_notify, `status`, `check-config`, graceful stop on SIGTERM.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use trueconf2mqtt::simulator::{SimConfig, SimRoom};
+
+use common::{Broker, Probe, free_port, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trueconf2mqtt");
+const WAIT: Duration = Duration::from_secs(15);
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn config(broker: u16, room: &SimRoom, http: u16, pin_file: &std::path::Path) -> String {
+    format!(
+        r#"
+[mqtt]
+host = "127.0.0.1"
+port = {broker}
+client_id = "daemon-test-{id}"
+keepalive_secs = 5
+[http]
+listen = "127.0.0.1:{http}"
+[[rooms]]
+id = "boardroom"
+name = "Boardroom"
+host = "127.0.0.1"
+port = {room_port}
+pin_file = "{pin}"
+keepalive_secs = 3
+"#,
+        id = fastrand::u32(..),
+        room_port = room.http_port(),
+        pin = pin_file.display()
+    )
+}
+
+#[tokio::test]
+async fn the_daemon_serves_health_metrics_status_and_stops_cleanly() {
+    let broker = Broker::start();
+    let room = SimRoom::start(SimConfig {
+        pin: Some("0123".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pin_file = dir.path().join("pin");
+    std::fs::write(&pin_file, "0123\n").unwrap();
+    let http = free_port();
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, config(broker.port, &room, http, &pin_file)).unwrap();
+
+    // check-config accepts it and never prints the PIN.
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("0123"));
+
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    probe
+        .wait_value("trueconf/boardroom/availability", "online", WAIT)
+        .await;
+
+    // sd_notify: READY, a STATUS line naming the room, and watchdog pings.
+    let mut seen = String::new();
+    let deadline = Instant::now() + WAIT;
+    while !(seen.contains("READY=1")
+        && seen.contains("boardroom: online")
+        && seen.contains("WATCHDOG=1"))
+    {
+        assert!(Instant::now() < deadline, "notifications so far: {seen}");
+        let mut buf = [0u8; 1024];
+        if let Ok(n) = notify.recv(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+    }
+
+    wait_until(WAIT, "ready", || {
+        http_get(http, "/readyz").is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let (status, body) = http_get(http, "/healthz").unwrap();
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (_, readyz) = http_get(http, "/readyz").unwrap();
+    assert!(readyz.contains("\"mqtt\":\"connected\""), "{readyz}");
+    probe
+        .publish("trueconf/boardroom/set/mic_muted", "ON")
+        .await;
+    probe
+        .wait_value("trueconf/boardroom/mic_muted", "ON", WAIT)
+        .await;
+    let (_, metrics) = http_get(http, "/metrics").unwrap();
+    for needle in [
+        "trueconf2mqtt_mqtt_connected 1",
+        "trueconf2mqtt_room_online{room=\"boardroom\"} 1",
+        "trueconf2mqtt_commands_ok_total{room=\"boardroom\"} 1",
+        "trueconf2mqtt_command_duration_seconds_count{room=\"boardroom\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing in:\n{metrics}");
+    }
+
+    // `status` reads the rooms from the broker.
+    let out = Command::new(BIN)
+        .args(["status", "--broker", &format!("127.0.0.1:{}", broker.port)])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("bridge: online"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("boardroom"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("online") && row.contains("normal") && row.contains("ON"),
+        "{table}"
+    );
+
+    // SIGTERM: offline published, exit 0 within 5 s.
+    let started = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "did not stop within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    probe
+        .wait_value("trueconf/boardroom/availability", "offline", WAIT)
+        .await;
+    probe
+        .wait_value("trueconf/bridge/state", "offline", WAIT)
+        .await;
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!stderr.contains("0123"), "the PIN never reaches the log");
+}
+
+#[test]
+fn a_bad_configuration_never_starts_and_names_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[mqtt]\nport = 70000\npasswrd = \"x\"\n[[rooms]]\nid = \"Bad Id\"\nhost = \"h\"\npin = \"SECRET-PIN\"\n",
+    )
+    .unwrap();
+    for subcommand in ["check-config", "run"] {
+        let out = Command::new(BIN)
+            .args([subcommand, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("mqtt.port"), "{err}");
+        assert!(err.contains("mqtt.passwrd"), "{err}");
+        assert!(err.contains("rooms[0].id"), "{err}");
+        assert!(!err.contains("SECRET-PIN"), "{err}");
+    }
+}

@@ -154,6 +154,9 @@ pub struct MqttStats {
     pub dropped: AtomicU64,
     /// Incoming publishes dropped because the bridge could not keep up.
     pub inbound_dropped: AtomicU64,
+    /// The last connection error, for health reports (no secrets: rumqttc's messages carry
+    /// none).
+    pub last_error: std::sync::Mutex<Option<String>>,
 }
 
 /// Connection state seen by the outbox.
@@ -373,6 +376,9 @@ async fn poll_loop(
                 let delay = backoff.next_delay();
                 let refused = error.refused;
                 let error = error.message;
+                if let Ok(mut last) = stats.last_error.lock() {
+                    *last = Some(error.clone());
+                }
                 // One line per attempt; attempts are spaced by the backoff, never a hot loop.
                 if failures <= 3 || failures.is_power_of_two() || refused {
                     warn!(%broker, %error, attempt = failures, retry_in_ms = delay.as_millis() as u64, "MQTT connection failed");

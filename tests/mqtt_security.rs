@@ -1,0 +1,292 @@
+//! MQTT over TLS with server verification and client certificates, and username/password,
+//! against a mosquitto configured by the test (certificates generated here with rcgen).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use tokio_util::sync::CancellationToken;
+use trueconf2mqtt::bridge::{self, BridgeOptions, RoomEntry};
+use trueconf2mqtt::mqtt::{LinkOptions, TlsOptions};
+use trueconf2mqtt::room::RoomOptions;
+use trueconf2mqtt::secret::Secret;
+use trueconf2mqtt::simulator::{SimConfig, SimRoom};
+
+use common::{Probe, free_port, wait_until};
+
+const WAIT: Duration = Duration::from_secs(15);
+const PASSWORD: &str = "broker-pass-4471";
+
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "trueconf2mqtt test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf = |names: Vec<String>, cn: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()], "localhost");
+    let (client_cert, client_key) = leaf(vec![], "trueconf2mqtt");
+    Pki {
+        ca: ca.pem(),
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+    }
+}
+
+/// mosquitto with a TLS listener (client certificate and password required) and a plain
+/// listener for the probe.
+struct SecureBroker {
+    tls_port: u16,
+    plain_port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SecureBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn secure_broker(pki: &Pki) -> SecureBroker {
+    let dir = tempfile::tempdir().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let ca = write(dir.path(), "ca.pem", &pki.ca);
+    let cert = write(dir.path(), "server.pem", &pki.server_cert);
+    let key = write(dir.path(), "server.key", &pki.server_key);
+    let passwd = dir.path().join("passwd");
+    let status = Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&passwd)
+        .args(["bridge", PASSWORD])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("mosquitto_passwd (package mosquitto) is installed");
+    assert!(status.success());
+    #[cfg(unix)]
+    for path in [&ca, &cert, &key, &passwd] {
+        use std::os::unix::fs::PermissionsExt;
+        // mosquitto started as root reads these as user `mosquitto`.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let config = write(
+        dir.path(),
+        "mosquitto.conf",
+        &format!(
+            "per_listener_settings true\n\
+             listener {tls_port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n\
+             cafile {ca}\ncertfile {cert}\nkeyfile {key}\nrequire_certificate true\n\
+             listener {plain_port} 127.0.0.1\nallow_anonymous true\n",
+            passwd = passwd.display(),
+            ca = ca.display(),
+            cert = cert.display(),
+            key = key.display()
+        ),
+    );
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is installed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err()
+        || std::net::TcpStream::connect(("127.0.0.1", plain_port)).is_err()
+    {
+        assert!(Instant::now() < deadline, "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    SecureBroker {
+        tls_port,
+        plain_port,
+        child,
+        _dir: dir,
+    }
+}
+
+fn options(port: u16, room: &SimRoom, tls: TlsOptions, password: &str) -> BridgeOptions {
+    BridgeOptions {
+        mqtt: LinkOptions {
+            credentials: Some(("bridge".into(), Secret::new(password))),
+            tls: Some(tls),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_millis(300),
+            ..LinkOptions::new("localhost", port, format!("tls-test-{}", fastrand::u32(..)))
+        },
+        base_topic: "trueconf".into(),
+        discovery_prefix: None,
+        max_payload_bytes: 65536,
+        command_max_age: Duration::from_secs(30),
+        rooms: vec![RoomEntry {
+            id: "boardroom".into(),
+            name: "Boardroom".into(),
+            options: RoomOptions::new("127.0.0.1", room.http_port()),
+            allow_dangerous: vec![],
+        }],
+    }
+}
+
+#[tokio::test]
+async fn tls_with_client_certificate_and_password_works() {
+    let pki = pki();
+    let broker = secure_broker(&pki);
+    let room = SimRoom::start(SimConfig::default()).await.unwrap();
+    let probe = Probe::connect(broker.plain_port, &["trueconf/#"]).await;
+    let key = Secret::new(pki.client_key.clone());
+    let tls = TlsOptions::from_pem(
+        Some(pki.ca.as_bytes()),
+        Some((pki.client_cert.as_bytes(), &key)),
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let (bridge, tasks) = bridge::start(
+        options(broker.tls_port, &room, tls, PASSWORD),
+        shutdown.clone(),
+    );
+    probe
+        .wait_value("trueconf/boardroom/availability", "online", WAIT)
+        .await;
+    probe
+        .publish("trueconf/boardroom/set/mic_muted", "ON")
+        .await;
+    probe
+        .wait_value("trueconf/boardroom/mic_muted", "ON", WAIT)
+        .await;
+    shutdown.cancel();
+    bridge.stop(tasks).await;
+}
+
+#[tokio::test]
+async fn a_wrong_ca_or_password_is_a_clear_error() {
+    let pki = pki();
+    let broker = secure_broker(&pki);
+    let room = SimRoom::start(SimConfig::default()).await.unwrap();
+    let key = Secret::new(pki.client_key.clone());
+
+    // A CA that did not sign the broker's certificate.
+    let other = pki_ca_only();
+    let tls = TlsOptions::from_pem(
+        Some(other.as_bytes()),
+        Some((pki.client_cert.as_bytes(), &key)),
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let (bridge, tasks) = bridge::start(
+        options(broker.tls_port, &room, tls, PASSWORD),
+        shutdown.clone(),
+    );
+    let error = || {
+        bridge
+            .link()
+            .stats()
+            .last_error
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_default()
+    };
+    wait_until(WAIT, "a certificate error", || !error().is_empty()).await;
+    assert!(
+        error().to_lowercase().contains("certificate") || error().contains("UnknownIssuer"),
+        "{}",
+        error()
+    );
+    assert!(!bridge.link().is_connected());
+    shutdown.cancel();
+    bridge.stop(tasks).await;
+
+    // The right CA, a wrong password.
+    let tls = TlsOptions::from_pem(
+        Some(pki.ca.as_bytes()),
+        Some((pki.client_cert.as_bytes(), &key)),
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let (bridge, tasks) = bridge::start(
+        options(broker.tls_port, &room, tls, "wrong-password-93"),
+        shutdown.clone(),
+    );
+    let error = || {
+        bridge
+            .link()
+            .stats()
+            .last_error
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_default()
+    };
+    wait_until(WAIT, "a refusal", || !error().is_empty()).await;
+    assert!(
+        error().to_lowercase().contains("refused")
+            || error().contains("NotAuthorized")
+            || error().contains("BadUserNamePassword"),
+        "{}",
+        error()
+    );
+    assert!(!error().contains("wrong-password-93"));
+    shutdown.cancel();
+    bridge.stop(tasks).await;
+}
+
+#[test]
+fn unusable_tls_material_is_refused_up_front() {
+    assert!(
+        TlsOptions::from_pem(Some(b"not a certificate"), None)
+            .unwrap_err()
+            .contains("CA file")
+    );
+    let pki = pki();
+    let bad_key = Secret::new("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+    let err = TlsOptions::from_pem(
+        Some(pki.ca.as_bytes()),
+        Some((pki.client_cert.as_bytes(), &bad_key)),
+    )
+    .unwrap_err();
+    assert!(err.contains("client"), "{err}");
+}
+
+fn pki_ca_only() -> String {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "another CA");
+    params.self_signed(&key).unwrap().pem()
+}

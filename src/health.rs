@@ -37,10 +37,22 @@ pub fn report(bridge: &Bridge) -> (bool, Value) {
         })
         .collect();
     let ready = mqtt && links.values().all(LinkState::is_online);
-    (
-        ready,
-        json!({ "ready": ready, "mqtt": if mqtt { "connected" } else { "disconnected" }, "rooms": rooms }),
-    )
+    let mut body = json!({
+        "ready": ready,
+        "mqtt": if mqtt { "connected" } else { "disconnected" },
+        "rooms": rooms,
+    });
+    if !mqtt {
+        let last = bridge
+            .link()
+            .stats()
+            .last_error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone());
+        body["mqtt_error"] = json!(last);
+    }
+    (ready, body)
 }
 
 /// A link state's name and reason, as shown in reports.

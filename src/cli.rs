@@ -70,6 +70,13 @@ pub enum Command {
         restart, state)."
     )]
     Simulate(SimulateArgs),
+    /// Run a self-contained demo: a simulated Room with scripted life, an embedded MQTT broker
+    /// and the bridge between them.
+    #[command(
+        after_help = "Examples:\n  cargo run --release -- demo\n  trueconf2mqtt demo --broker 127.0.0.1:1883\n  \
+        trueconf2mqtt demo --listen 0.0.0.0:1883 --pace 5"
+    )]
+    Demo(crate::demo::DemoArgs),
     /// Show each room's state as the broker holds it.
     #[command(
         after_help = "Examples:\n  trueconf2mqtt status --config /etc/trueconf2mqtt/config.toml\n  \
@@ -252,6 +259,7 @@ async fn dispatch(command: Command) -> Result<(), String> {
         } => status(config, broker, base_topic, json).await,
         Command::Run { config } => crate::app::run(config.as_deref(), shutdown_signal()).await,
         Command::CheckConfig { config } => crate::app::check_config(config.as_deref()),
+        Command::Demo(args) => crate::demo::run(args, shutdown_signal()).await,
     }
 }
 

@@ -29,3 +29,4 @@ pub mod secret;
 pub mod simulator;
 pub mod status;
 pub mod systemd;
+pub mod demo;

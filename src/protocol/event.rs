@@ -93,6 +93,8 @@ pub struct Event {
     pub fields: Map<String, Value>,
     /// Typed view, parsed once on arrival.
     pub kind: EventKind,
+    /// The frame exactly as received, so it can be forwarded without serialising it again.
+    pub raw: Option<std::sync::Arc<str>>,
 }
 
 /// The events the bridge reacts to; everything else is [`EventKind::Other`].
@@ -309,7 +311,12 @@ impl Event {
     /// Wraps a parsed event frame.
     pub fn new(name: String, fields: Map<String, Value>) -> Event {
         let kind = EventKind::parse(&name, &fields).unwrap_or(EventKind::Other);
-        Event { name, fields, kind }
+        Event {
+            name,
+            fields,
+            kind,
+            raw: None,
+        }
     }
 
     /// Builds an event from its name and data members (used by the simulator and tests).
@@ -332,9 +339,12 @@ impl Event {
             .collect()
     }
 
-    /// The frame as JSON text.
+    /// The frame as JSON text: as received when known, else serialised.
     pub fn to_json(&self) -> String {
-        Value::Object(self.fields.clone()).to_string()
+        match &self.raw {
+            Some(raw) => raw.to_string(),
+            None => Value::Object(self.fields.clone()).to_string(),
+        }
     }
 }
 

@@ -90,7 +90,9 @@ pub fn parse_incoming(text: &str) -> Result<Incoming, FrameError> {
             .and_then(Value::as_str)
             .ok_or(FrameError::EventWithoutName)?
             .to_owned();
-        return Ok(Incoming::Event(Event::new(name, fields)));
+        let mut event = Event::new(name, fields);
+        event.raw = Some(text.into());
+        return Ok(Incoming::Event(event));
     }
     let request_id = match fields.get("requestId") {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),

@@ -651,3 +651,43 @@ async fn mqtt5_response_topic_and_correlation_data_are_honoured() {
     shutdown.cancel();
     bridge.stop(tasks).await;
 }
+
+#[tokio::test]
+async fn stale_discovery_of_this_bridge_is_removed_and_others_are_left_alone() {
+    let broker = Broker::start();
+    let probe = Probe::connect(broker.port, &["homeassistant/#", "trueconf/#"]).await;
+    let ours = "homeassistant/switch/trueconf2mqtt_oldroom/mic_muted/config";
+    let foreign = "homeassistant/switch/trueconf2mqtt_otherroom/mic_muted/config";
+    probe
+        .publish_retained(ours, r#"{"availability":[{"topic":"trueconf/bridge/state"}],"command_topic":"trueconf/oldroom/set/mic_muted"}"#)
+        .await;
+    probe
+        .publish_retained(foreign, r#"{"availability":[{"topic":"elsewhere/bridge/state"}],"command_topic":"elsewhere/otherroom/set/mic_muted"}"#)
+        .await;
+    let room = SimRoom::start(SimConfig {
+        pin: Some("4321".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let (bridge, tasks) = bridge::start(options(broker.port, &room), shutdown.clone());
+    probe.wait_value(ours, "", WAIT).await;
+    // A fresh subscriber sees no retained config for the removed room, the foreign one stays,
+    // and the current entities are there.
+    let fresh = Probe::connect(broker.port, &["homeassistant/#"]).await;
+    fresh
+        .wait_latest(
+            "homeassistant/switch/trueconf2mqtt_boardroom/mic_muted/config",
+            WAIT,
+            |p| !p.is_empty(),
+        )
+        .await;
+    assert!(fresh.latest(ours).is_none(), "stale config removed");
+    assert!(
+        fresh.latest(foreign).is_some(),
+        "other bridges' configs untouched"
+    );
+    shutdown.cancel();
+    bridge.stop(tasks).await;
+}

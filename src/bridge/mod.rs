@@ -14,6 +14,7 @@
 pub mod command;
 pub mod publish;
 mod room;
+mod sweep;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -222,6 +223,30 @@ pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge
         topics.clone(),
         reports_rx,
     )));
+    if let Some(prefix) = &options.discovery_prefix {
+        let current = options
+            .rooms
+            .iter()
+            .flat_map(|room| {
+                crate::homeassistant::entity_topics(&crate::homeassistant::DiscoveryContext {
+                    base_topic: &options.base_topic,
+                    prefix,
+                    room_id: &room.id,
+                    room_name: &room.name,
+                    host: &room.options.host,
+                    bridge_version: env!("CARGO_PKG_VERSION"),
+                })
+            })
+            .collect();
+        tasks.push(tokio::spawn(sweep::sweep(
+            options.mqtt.clone(),
+            prefix.clone(),
+            topics.bridge_state(),
+            current,
+            bridge.link.clone(),
+            inner.clone(),
+        )));
+    }
     let router = tokio::spawn(route(
         bridge.clone(),
         topics.clone(),

@@ -263,6 +263,8 @@ pub async fn start_demo(options: DemoOptions) -> Result<DemoHandle, String> {
     if settings.mqtt.tls.is_some() {
         return Err("mqtt.tls is not supported by the demo".into());
     }
+    // Before anything is started, so an error leaves nothing running.
+    let bridge_options = crate::app::bridge_options(&settings)?;
     let room_settings = settings
         .rooms
         .first()
@@ -300,7 +302,7 @@ pub async fn start_demo(options: DemoOptions) -> Result<DemoHandle, String> {
     }
 
     let shutdown = CancellationToken::new();
-    let (bridge, tasks) = bridge::start(crate::app::bridge_options(&settings)?, shutdown.clone());
+    let (bridge, tasks) = bridge::start(bridge_options, shutdown.clone());
 
     let online = script_link.wait_online(deadline).await;
     if !online {

@@ -683,14 +683,25 @@ async fn the_acl_example_confines_the_bridge_and_the_panel() {
         next(&mut ha_rx).await.0,
         "homeassistant/switch/trueconf2mqtt_boardroom/mic_muted/config"
     );
-    // The bridge reads Home Assistant's birth message …
+    // The bridge may read discovery configs (it clears its stale ones at start) …
+    assert_eq!(
+        next(&mut bridge_rx).await.0,
+        "homeassistant/switch/trueconf2mqtt_boardroom/mic_muted/config"
+    );
+    // … and Home Assistant's birth message …
     publish(&ha, "homeassistant/status", "online");
     assert_eq!(next(&mut bridge_rx).await.0, "homeassistant/status");
     let _ = next(&mut ha_rx).await; // HA sees its own birth message
-    // … but nothing else outside its tree: a message it is not allowed to read is dropped,
-    // so the next one it does read is the first it receives.
-    publish(&ha, "homeassistant/switch/other/config", "{}");
+    // … but nothing else under the prefix: a message it may not read is dropped, so the next
+    // one it can read arrives first.
+    publish(&ha, "homeassistant/sensor/other_node/other/state", "42");
     let _ = next(&mut ha_rx).await;
+    publish(&ha, "homeassistant/sensor/other_node/other/config", "{}");
+    let _ = next(&mut ha_rx).await;
+    assert_eq!(
+        next(&mut bridge_rx).await.0,
+        "homeassistant/sensor/other_node/other/config"
+    );
     publish(&ha, "trueconf/boardroom/set/mic_muted", "OFF");
     assert_eq!(
         next(&mut bridge_rx).await.0,

@@ -144,6 +144,8 @@ pub struct DemoHandle {
     pub discovery_prefix: Option<String>,
     /// The running bridge.
     pub bridge: Arc<Bridge>,
+    /// The script's pace.
+    pub pace: Duration,
     tasks: Tasks,
     shutdown: CancellationToken,
     script_cancel: CancellationToken,
@@ -339,6 +341,7 @@ pub async fn start_demo(options: DemoOptions) -> Result<DemoHandle, String> {
         base_topic,
         discovery_prefix,
         bridge,
+        pace: options.pace,
         tasks,
         shutdown,
         script_cancel,
@@ -423,9 +426,14 @@ impl DemoHandle {
                 let _ = writeln!(text, "Home Assistant discovery is off (mqtt.discovery).");
             }
         }
+        let tenths = |secs: f64| (secs * 10.0).round() / 10.0;
+        let (low, high) = (
+            tenths(self.pace.as_secs_f64()),
+            tenths(self.pace.as_secs_f64() * 1.5),
+        );
         let _ = write!(
             text,
-            "\nScripted life: something happens every 15–30 s; each step is printed below."
+            "\nScripted life: something happens every {low}–{high} s; each step is printed below."
         );
         text
     }

@@ -111,12 +111,10 @@ fn systemd_unit_runs_the_daemon_hardened() {
         ),
         other => panic!("ExecStart must run the daemon, got {other:?}"),
     }
-    // Type=exec until the switch to sd_notify; the switch is prepared in comments.
-    assert_eq!(unit_value("Type"), "exec");
-    let (_, commented) = unit_lines();
-    for line in ["Type=notify", "NotifyAccess=main", "WatchdogSec=30s"] {
-        assert!(commented.iter().any(|c| c == line), "missing `# {line}`");
-    }
+    // The daemon speaks sd_notify (tests/daemon.rs checks READY, STATUS and WATCHDOG).
+    assert_eq!(unit_value("Type"), "notify");
+    assert_eq!(unit_value("NotifyAccess"), "main");
+    assert_eq!(unit_value("WatchdogSec"), "30s");
     for (key, value) in [
         ("DynamicUser", "yes"),
         ("NoNewPrivileges", "yes"),

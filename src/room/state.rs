@@ -389,11 +389,15 @@ impl RoomState {
                     .into_iter()
                     .filter(|p| me.is_empty() || !p.peer_id.starts_with(&me))
                     .collect();
+                // Creating the conference and changing its id are changes too: the Room client
+                // only notifies watchers when this returns true.
+                let mut changed = self.conference.is_none();
                 let conference = self.conference.get_or_insert_with(Conference::default);
                 if let Some(conf_id) = str_of(f, "confId") {
-                    conference.conf_id = conf_id;
+                    changed |= set(&mut conference.conf_id, conf_id);
                 }
-                set(&mut conference.participants, others)
+                changed |= set(&mut conference.participants, others);
+                changed
             }
             "getSystemInfo" => {
                 let data = Value::Object(response.data());
@@ -497,6 +501,24 @@ mod tests {
         assert_eq!(s.cameras.len(), 1);
         assert_eq!(s.camera.as_ref().unwrap().name, "USB2.0 UVC HD Webcam");
         assert_eq!(s.microphones.len(), 2);
+    }
+
+    #[test]
+    fn participant_replies_report_every_change() {
+        // Found by the reducer property test and the room_frame fuzz target: an empty list
+        // created the conference, and a new confId replaced the old one, without reporting it.
+        let mut s = RoomState::default();
+        assert!(s.apply_response(&response(
+            r#"{"method":"getConferenceParticipants","result":true}"#
+        )));
+        assert!(s.conference.is_some());
+        assert!(s.apply_response(&response(
+            r#"{"method":"getConferenceParticipants","confId":"c2","participants":[],"result":true}"#
+        )));
+        assert_eq!(s.conference.as_ref().unwrap().conf_id, "c2");
+        assert!(!s.apply_response(&response(
+            r#"{"method":"getConferenceParticipants","confId":"c2","participants":[],"result":true}"#
+        )));
     }
 
     #[test]

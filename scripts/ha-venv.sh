@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Create (idempotently) a Python 3.11 venv with Home Assistant 2024.3.3 installed,
 # used by tests/ha_discovery.rs to validate our MQTT discovery payloads with
-# Home Assistant's own schemas (tests/ha/validate_discovery.py).
+# Home Assistant's own schemas (tests/ha/validate_discovery.py), and by
+# tests/ha_acceptance.rs to run a real Home Assistant process (which needs the
+# requirements of its default integrations: without the frontend it starts in
+# recovery mode and loads no config entry).
 #
 # Usage: scripts/ha-venv.sh [DIR]        (default DIR: target/ha-venv)
 # Env:   HA_VENV_PYTHON  interpreter used to create the venv (default: python3.11)
@@ -30,6 +33,7 @@ import homeassistant.components.mqtt  # noqa: F401
 from homeassistant.components.mqtt import (  # noqa: F401
     binary_sensor, button, event, select, sensor, switch, text,
 )
+import fnv_hash_fast, hass_frontend, psutil_home_assistant, securetar, sqlalchemy  # noqa: F401,E401
 print("homeassistant", c.__version__)
 PY
 }
@@ -64,12 +68,18 @@ pip=("$dir/bin/python" -m pip --disable-pip-version-check --no-input -q)
 constraints="$("$dir/bin/python" -c 'import homeassistant, os; print(os.path.join(os.path.dirname(homeassistant.__file__), "package_constraints.txt"))')"
 [ -f "$constraints" ] || fail "homeassistant's package_constraints.txt not found at $constraints"
 # Requirements of the MQTT integration (manifest) and what importing it needs,
-# pinned by Home Assistant's own constraints file.
+# pinned by Home Assistant's own constraints file; then those of the default
+# integrations a running `hass` sets up (frontend, hardware, backup, and the
+# recorder modules that onboarding's analytics dependency imports).
 "${pip[@]}" install -c "$constraints" "homeassistant==$HA_VERSION" "josepy<2" \
     "paho-mqtt==1.6.1" numpy janus Pillow >>"$log" 2>&1 ||
     fail "pip install of the MQTT integration's requirements failed"
+"${pip[@]}" install -c "$constraints" "homeassistant==$HA_VERSION" "josepy<2" \
+    home-assistant-frontend psutil-home-assistant "securetar==2024.2.1" \
+    SQLAlchemy "fnv-hash-fast==0.5.0" >>"$log" 2>&1 ||
+    fail "pip install of the default integrations' requirements failed"
 
-check || fail "'import homeassistant.components.mqtt' does not work in $dir"
+check || fail "Home Assistant's MQTT integration or a default integration's requirement does not import in $dir"
 touch "$stamp"
 echo "ha-venv: ready: $dir/bin/python ($(tail -n 1 "$log"))"
 rm -f "$log"

@@ -172,6 +172,9 @@ pub fn main(cli: Cli) -> ExitCode {
     // One-shot commands report through their own `error:` line; daemons log.
     let default_level = match cli.command {
         Command::Run { .. } | Command::Simulate(_) => "info",
+        // The embedded broker logs every client disconnect as an error; the demo prints its
+        // own story.
+        Command::Demo(_) => "warn,rumqttd=off",
         _ => "error",
     };
     init_logging(cli.log_format, default_level);
@@ -194,16 +197,41 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// Libraries whose TRACE records print whole WebSocket frames, in clear and in hex: the Room PIN
+/// in `auth`, the tokens in its reply, passwords in `login`. Whatever the filter says
+/// (`RUST_LOG=trace` included), their TRACE records are never logged; DEBUG and above are.
+pub const WIRE_LOGGERS: &[&str] = &["tungstenite", "tokio_tungstenite"];
+
+/// Whether a record may be logged at all: everything but the TRACE records of
+/// [`WIRE_LOGGERS`]. Applied on top of the level filter by the daemon's logging setup.
+pub fn loggable(metadata: &tracing::Metadata<'_>) -> bool {
+    let target = metadata.target();
+    let wire = WIRE_LOGGERS.iter().any(|logger| {
+        target
+            .strip_prefix(logger)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    });
+    !(wire && *metadata.level() == tracing::Level::TRACE)
+}
+
 fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let secrets_out = tracing_subscriber::filter::filter_fn(loggable);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.finish().with(secrets_out).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(secrets_out)
+            .try_init(),
     };
 }
 

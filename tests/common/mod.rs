@@ -403,3 +403,234 @@ impl Proxy {
         *self.mode.lock().unwrap() = ProxyMode::Forward;
     }
 }
+
+impl Broker {
+    /// Process id of the running mosquitto (for SIGSTOP/SIGCONT), if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Probe {
+    /// Like [`Probe::connect`], with a chosen client id, session kind and credentials.
+    pub async fn connect_with(
+        port: u16,
+        filters: &[&str],
+        client_id: &str,
+        clean_session: bool,
+        credentials: Option<(&str, &str)>,
+    ) -> Probe {
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        options.set_clean_session(clean_session);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some((user, password)) = credentials {
+            options.set_credentials(user, password);
+        }
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let latest = Arc::new(Mutex::new(HashMap::new()));
+        let notify = Arc::new(Notify::new());
+        let (subscribed_tx, mut subscribed) = mpsc::channel(1);
+        {
+            let (log, latest, notify, client) =
+                (log.clone(), latest.clone(), notify.clone(), client.clone());
+            let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+            tokio::spawn(async move {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            for f in &filters {
+                                let _ = client.try_subscribe(f, QoS::AtLeastOnce);
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            let _ = subscribed_tx.try_send(());
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            let payload = String::from_utf8_lossy(&p.payload).into_owned();
+                            latest
+                                .lock()
+                                .unwrap()
+                                .insert(p.topic.clone(), payload.clone());
+                            log.lock().unwrap().push(Message {
+                                topic: p.topic,
+                                payload,
+                                retain: p.retain,
+                            });
+                            notify.notify_waiters();
+                        }
+                        Ok(_) => {}
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+            });
+        }
+        within(
+            Duration::from_secs(10),
+            "probe subscription",
+            subscribed.recv(),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Probe {
+            client,
+            log,
+            latest,
+            notify,
+        }
+    }
+}
+
+/// Every log record of the test process (tracing events, and `log` records through
+/// tracing-log), kept in memory for assertions.
+pub struct LogCapture {
+    inner: Mutex<CapturedLines>,
+}
+
+struct CapturedLines {
+    /// The newest records, oldest first.
+    lines: std::collections::VecDeque<String>,
+    /// Records ever captured (so marks survive the bound).
+    total: u64,
+    max_lines: usize,
+}
+
+/// Hands one buffer per record to the capture.
+struct CaptureMakeWriter(&'static LogCapture);
+
+/// Collects one formatted record; hands it over when dropped.
+pub struct CaptureLine {
+    capture: &'static LogCapture,
+    buffer: Vec<u8>,
+}
+
+impl std::io::Write for CaptureLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for CaptureLine {
+    fn drop(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let line = String::from_utf8_lossy(&self.buffer).into_owned();
+        let mut inner = self.capture.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.total += 1;
+        inner.lines.push_back(line);
+        while inner.lines.len() > inner.max_lines {
+            inner.lines.pop_front();
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CaptureMakeWriter {
+    type Writer = CaptureLine;
+
+    fn make_writer(&'a self) -> CaptureLine {
+        CaptureLine {
+            capture: self.0,
+            buffer: Vec::new(),
+        }
+    }
+}
+
+impl LogCapture {
+    /// Installs, once per test process, a global subscriber with `directives` (an `EnvFilter`
+    /// string such as `trace` or `warn,trueconf2mqtt=info`) that keeps the newest `max_lines`
+    /// records in memory; later calls return the same capture whatever they ask for.
+    pub fn install(directives: &str, max_lines: usize) -> &'static LogCapture {
+        LogCapture::install_filtered(directives, max_lines, |_| true)
+    }
+
+    /// [`LogCapture::install`] with a policy applied on top of the level filter: records for
+    /// which `loggable` is false are never formatted (the daemon's `cli::loggable`, say).
+    pub fn install_filtered(
+        directives: &str,
+        max_lines: usize,
+        loggable: fn(&tracing::Metadata<'_>) -> bool,
+    ) -> &'static LogCapture {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        static CAPTURE: std::sync::OnceLock<&'static LogCapture> = std::sync::OnceLock::new();
+        CAPTURE.get_or_init(|| {
+            let capture: &'static LogCapture = Box::leak(Box::new(LogCapture {
+                inner: Mutex::new(CapturedLines {
+                    lines: std::collections::VecDeque::new(),
+                    total: 0,
+                    max_lines: max_lines.max(1),
+                }),
+            }));
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
+                .with_ansi(false)
+                .with_writer(CaptureMakeWriter(capture))
+                .finish()
+                .with(tracing_subscriber::filter::filter_fn(loggable))
+                .try_init()
+                .expect("no other global subscriber in this test process");
+            capture
+        })
+    }
+
+    /// A position: records captured from now on are "after" it.
+    pub fn mark(&self) -> u64 {
+        self.inner.lock().unwrap().total
+    }
+
+    /// Records captured after `mark` that are still kept.
+    pub fn since(&self, mark: u64) -> Vec<String> {
+        let inner = self.inner.lock().unwrap();
+        let first_kept = inner.total - inner.lines.len() as u64;
+        let skip = mark.saturating_sub(first_kept) as usize;
+        inner.lines.iter().skip(skip).cloned().collect()
+    }
+
+    /// Records after `mark` containing every one of `needles`.
+    pub fn count_since(&self, mark: u64, needles: &[&str]) -> usize {
+        self.since(mark)
+            .iter()
+            .filter(|line| needles.iter().all(|n| line.contains(n)))
+            .count()
+    }
+
+    /// Every record still kept, joined.
+    pub fn text(&self) -> String {
+        let inner = self.inner.lock().unwrap();
+        inner.lines.iter().map(String::as_str).collect()
+    }
+
+    /// Records ever captured.
+    pub fn total(&self) -> u64 {
+        self.mark()
+    }
+}
+
+impl Broker {
+    /// Waits until mosquitto saved its database (`autosave_interval 1`) after this call, so a
+    /// SIGKILL from now on keeps every session and retained message that existed before it.
+    pub async fn wait_saved(&self, timeout: Duration) {
+        let db = self.dir.path().join("mosquitto.db");
+        let modified = || std::fs::metadata(&db).and_then(|m| m.modified()).ok();
+        let before = modified();
+        let since = std::time::SystemTime::now();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if modified().is_some_and(|at| Some(at) != before && at >= since) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not save its database within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1418,3 +1418,35 @@ async fn events_past_the_buffer_are_dropped_oldest_first_counted_and_logged() {
     recorder.cancel.cancel();
     println!("overflow buffer={buffer} emitted={emitted} dropped={dropped} delivered={buffer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_refused_as_too_old_still_echoes_its_transaction() {
+    let _shared = GATE.read().await;
+    logs();
+    let w = World::start(true, |o| o.command_max_age = Duration::from_secs(1)).await;
+    w.proxy().cut();
+    wait_until(WAIT, "the bridge notices", || {
+        !w.bridge().link().is_connected()
+    })
+    .await;
+    w.probe
+        .publish(
+            &t("set"),
+            json!({"mic_muted": "ON", "transaction": "tx-old-1"}).to_string(),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(1600)).await; // the outage itself
+    w.proxy().restore();
+    let r = w
+        .probe
+        .wait_message(&t("response/set"), WAIT, |_| true)
+        .await;
+    let r: Value = serde_json::from_str(&r.payload).unwrap();
+    assert_eq!(r["status"], "error", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("longer than"), "{r}");
+    assert_eq!(
+        r["transaction"], "tx-old-1",
+        "the refusal echoes the transaction: {r}"
+    );
+    assert!(!w.room.snapshot().mic_muted, "not executed");
+}

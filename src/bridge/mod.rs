@@ -425,6 +425,17 @@ fn dispatch(
         warn!(topic = %message.topic, %error, "refusing a command");
         respond(command::response(Err(error), transaction));
     };
+    // Refused before parsing, a JSON command still gets its `transaction` back, so the caller
+    // can tell which command was refused.
+    let early_transaction = || {
+        if message.payload.len() > max_payload {
+            return None;
+        }
+        serde_json::from_slice::<Value>(&message.payload)
+            .ok()?
+            .get("transaction")
+            .cloned()
+    };
 
     // A retained command would fire again on every resubscribe: never run it.
     if message.retain {
@@ -432,19 +443,19 @@ fn dispatch(
             "retained commands are refused: publish commands without the retain flag (and clear \
              this retained message with an empty retained payload)"
                 .into(),
-            None,
+            early_transaction(),
         );
     }
     // Queued for us while we were away longer than the command age limit: too old to act on.
     if let Some(away) = message.queued_for.filter(|away| *away > max_age) {
         return refuse(
             format!(
-                "published while the bridge was away from the broker for {} s, longer than \
+                "published while the bridge was away from the broker for {:.1} s, longer than \
                  mqtt.command_max_age_secs ({} s); not executed",
-                away.as_secs(),
+                away.as_secs_f64(),
                 max_age.as_secs()
             ),
-            None,
+            early_transaction(),
         );
     }
     if message.payload.len() > max_payload {

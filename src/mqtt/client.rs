@@ -11,7 +11,7 @@ use bytes::Bytes;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::{QoS, TlsConfiguration, Transport};
 
-use super::link::{Inbound, LinkOptions};
+use super::link::{Inbound, LinkOptions, Publish};
 use crate::secret::Secret;
 
 /// MQTT protocol version.
@@ -155,6 +155,45 @@ impl Client {
 }
 
 impl EventLoop {
+    /// Takes the publishes rumqttc keeps to send again on the next connection: those not yet
+    /// acknowledged, and those still queued, when the connection broke. rumqttc drops them
+    /// without a word when the broker comes back without our session (`session_present =
+    /// false`: it restarted without persistence, or crashed before saving); taken out here, the
+    /// outbox sends them again whatever the broker remembers. Other requests stay.
+    pub fn take_unsent(&mut self) -> Vec<Publish> {
+        let mut taken = Vec::new();
+        match self {
+            EventLoop::V4(l) => l.pending.retain(|request| match request {
+                rumqttc::Request::Publish(p) => {
+                    taken.push(Publish {
+                        topic: p.topic.clone(),
+                        payload: p.payload.clone(),
+                        retain: p.retain,
+                        correlation: None,
+                    });
+                    false
+                }
+                _ => true,
+            }),
+            EventLoop::V5(l) => l.pending.retain(|request| match request {
+                rumqttc::v5::Request::Publish(p) => {
+                    taken.push(Publish {
+                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                        payload: p.payload.clone(),
+                        retain: p.retain,
+                        correlation: p
+                            .properties
+                            .as_ref()
+                            .and_then(|props| props.correlation_data.clone()),
+                    });
+                    false
+                }
+                _ => true,
+            }),
+        }
+        taken
+    }
+
     pub async fn poll(&mut self) -> Result<Polled, PollError> {
         match self {
             EventLoop::V4(l) => {

@@ -170,6 +170,9 @@ pub struct Connection {
 
 enum OutboxMessage {
     Publish(Publish),
+    /// Publishes the MQTT client still held when the connection broke, oldest first: they go
+    /// out again before anything queued since.
+    Unsent(Vec<Publish>),
     RepublishAll,
     Flush(oneshot::Sender<()>),
     Ping(oneshot::Sender<()>),
@@ -218,6 +221,7 @@ impl MqttLink {
             filters,
             connection_tx,
             inbound_tx,
+            outbox_tx.clone(),
             stats.clone(),
             cancel,
         ));
@@ -318,6 +322,7 @@ async fn poll_loop(
     filters: Vec<String>,
     connection: watch::Sender<Connection>,
     inbound: mpsc::Sender<Inbound>,
+    outbox: mpsc::Sender<OutboxMessage>,
     stats: Arc<MqttStats>,
     cancel: CancellationToken,
 ) {
@@ -372,6 +377,17 @@ async fn poll_loop(
             Err(error) => {
                 down_since.get_or_insert_with(std::time::Instant::now);
                 connection.send_if_modified(|c| std::mem::replace(&mut c.connected, false));
+                // What was in flight goes back to the outbox, which sends it again after the
+                // reconnect even if the broker lost our session (rumqttc would drop it then).
+                let unsent = eventloop.take_unsent();
+                if !unsent.is_empty() {
+                    let count = unsent.iter().filter(|p| !p.retain).count() as u64;
+                    debug!(count, "handing unacknowledged publishes back to the outbox");
+                    if outbox.try_send(OutboxMessage::Unsent(unsent)).is_err() {
+                        stats.dropped.fetch_add(count, Ordering::Relaxed);
+                        warn!(count, "outbox full: dropping unacknowledged events");
+                    }
+                }
                 failures += 1;
                 let delay = backoff.next_delay();
                 let refused = error.refused;
@@ -423,6 +439,7 @@ impl Outbox {
                 message = rx.recv() => match message {
                     None => break,
                     Some(OutboxMessage::Publish(p)) => self.accept(p),
+                    Some(OutboxMessage::Unsent(unsent)) => self.take_back(unsent),
                     Some(OutboxMessage::RepublishAll) => self.mark_all_dirty(),
                     Some(OutboxMessage::Flush(done)) => flushes.push(done),
                     Some(OutboxMessage::Ping(pong)) => {
@@ -476,6 +493,33 @@ impl Outbox {
                 }
             }
             self.queue.push_back(p);
+        }
+    }
+
+    /// Takes back what the MQTT client held when the connection broke. Events and responses go
+    /// before everything queued since (they are older), within the same bound; retained values
+    /// are republished after the reconnect anyway, except a deletion (empty payload) that the
+    /// outbox already forgot, which is queued again.
+    fn take_back(&mut self, unsent: Vec<Publish>) {
+        for p in unsent.into_iter().rev() {
+            if p.retain {
+                if p.payload.is_empty() && !self.retained.contains_key(&p.topic) {
+                    self.retained.insert(p.topic.clone(), p.payload);
+                    self.mark_dirty(p.topic);
+                }
+            } else if self.queue.len() >= self.capacity {
+                // The oldest of all: the one not taken back.
+                let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    warn!(
+                        dropped,
+                        capacity = self.capacity,
+                        "outbox full while the broker is away: dropping the oldest events"
+                    );
+                }
+            } else {
+                self.queue.push_front(p);
+            }
         }
     }
 

@@ -19,9 +19,9 @@ use crate::secret::Secret;
 #[derive(Debug, Parser)]
 #[command(version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "TRUECONF2MQTT_LOG_FORMAT")]
-    pub log_format: LogFormat,
+    /// Log format (default: `log.format` of the configuration with `run`, else text).
+    #[arg(long, global = true, value_enum, env = "TRUECONF2MQTT_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -170,14 +170,26 @@ pub struct SimulateArgs {
 /// Runs the parsed command line.
 pub fn main(cli: Cli) -> ExitCode {
     // One-shot commands report through their own `error:` line; daemons log.
-    let default_level = match cli.command {
-        Command::Run { .. } | Command::Simulate(_) => "info",
+    let mut default_level = match cli.command {
+        Command::Run { .. } | Command::Simulate(_) => "info".to_owned(),
         // The embedded broker logs every client disconnect as an error; the demo prints its
         // own story.
-        Command::Demo(_) => "warn,rumqttd=off",
-        _ => "error",
+        Command::Demo(_) => "warn,rumqttd=off".to_owned(),
+        _ => "error".to_owned(),
     };
-    init_logging(cli.log_format, default_level);
+    let mut format = cli.log_format;
+    // The daemon's `[log]` settings apply from the first line; RUST_LOG and --log-format still
+    // win. A configuration that does not load is reported by `run` itself.
+    if let Command::Run { config } = &cli.command
+        && let Ok(settings) = crate::config::Settings::load(config.as_deref())
+    {
+        default_level = settings.log.level.clone();
+        format = format.or(match settings.log.format {
+            crate::config::LogFormat::Text => Some(LogFormat::Text),
+            crate::config::LogFormat::Json => Some(LogFormat::Json),
+        });
+    }
+    init_logging(format.unwrap_or(LogFormat::Text), &default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

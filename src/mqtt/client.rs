@@ -308,6 +308,14 @@ fn tls_config(
     }
 }
 
+/// Socket options: Nagle off, or a response waits ~40 ms for the broker's delayed ACK after the
+/// command's PUBACK (measured in benches/bridge.rs: 43.7 ms → 0.8 ms per command).
+fn network_options() -> rumqttc::NetworkOptions {
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network
+}
+
 /// Creates the client and event loop for `options`.
 pub(crate) fn build(options: &LinkOptions, capacity: usize) -> (Client, EventLoop) {
     let transport = match &options.tls {
@@ -333,7 +341,8 @@ pub(crate) fn build(options: &LinkOptions, capacity: usize) -> (Client, EventLoo
             if let Some((user, password)) = &options.credentials {
                 mqtt.set_credentials(user, password.expose());
             }
-            let (client, eventloop) = rumqttc::AsyncClient::new(mqtt, capacity);
+            let (client, mut eventloop) = rumqttc::AsyncClient::new(mqtt, capacity);
+            eventloop.set_network_options(network_options());
             (Client::V4(client), EventLoop::V4(Box::new(eventloop)))
         }
         Version::V5 => {
@@ -357,6 +366,7 @@ pub(crate) fn build(options: &LinkOptions, capacity: usize) -> (Client, EventLoo
                 None,
             ));
             mqtt.set_transport(transport);
+            mqtt.set_network_options(network_options());
             if let Some((user, password)) = &options.credentials {
                 mqtt.set_credentials(user, password.expose());
             }

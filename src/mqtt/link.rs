@@ -178,10 +178,20 @@ enum OutboxMessage {
     Ping(oneshot::Sender<()>),
 }
 
+/// Retained messages on their way to the outbox, coalesced per topic: state is never dropped
+/// however fast it is produced (1,000 rooms starting at once), only superseded.
+#[derive(Default)]
+struct RetainedInbox {
+    latest: HashMap<String, Bytes>,
+    /// Topics in first-seen order, so discovery published before state stays before it.
+    order: Vec<String>,
+}
+
 /// Handle to the broker link.
 #[derive(Clone)]
 pub struct MqttLink {
     outbox: mpsc::Sender<OutboxMessage>,
+    retained: Arc<(std::sync::Mutex<RetainedInbox>, tokio::sync::Notify)>,
     connection: watch::Receiver<Connection>,
     client: Client,
     stats: Arc<MqttStats>,
@@ -212,6 +222,10 @@ impl MqttLink {
         let (connection_tx, connection) = watch::channel(Connection::default());
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
         let (outbox_tx, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let retained = Arc::new((
+            std::sync::Mutex::new(RetainedInbox::default()),
+            tokio::sync::Notify::new(),
+        ));
         let stats = Arc::new(MqttStats::default());
 
         let task = tokio::spawn(poll_loop(
@@ -238,11 +252,12 @@ impl MqttLink {
                 dirty_set: HashSet::new(),
                 queue: VecDeque::new(),
             }
-            .run(outbox_rx, connection.clone()),
+            .run(outbox_rx, retained.clone(), connection.clone()),
         );
         Started {
             link: MqttLink {
                 outbox: outbox_tx,
+                retained,
                 connection,
                 client,
                 stats,
@@ -252,9 +267,24 @@ impl MqttLink {
         }
     }
 
-    /// Queues a message. Never blocks: if the outbox itself is full (the bridge produces faster
-    /// than anything can drain), the message is dropped and counted.
+    /// Queues a message. Never blocks. Retained messages are coalesced per topic and never
+    /// dropped; if the outbox is full of events and responses (the bridge produces faster than
+    /// anything can drain), a transient message is dropped and counted.
     pub fn publish(&self, message: Publish) {
+        if message.retain {
+            let (inbox, wake) = &*self.retained;
+            if let Ok(mut inbox) = inbox.lock() {
+                if inbox
+                    .latest
+                    .insert(message.topic.clone(), message.payload)
+                    .is_none()
+                {
+                    inbox.order.push(message.topic);
+                }
+            }
+            wake.notify_one();
+            return;
+        }
         if self
             .outbox
             .try_send(OutboxMessage::Publish(message))
@@ -429,8 +459,10 @@ impl Outbox {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<OutboxMessage>,
+        retained: Arc<(std::sync::Mutex<RetainedInbox>, tokio::sync::Notify)>,
         mut connection: watch::Receiver<Connection>,
     ) {
+        let (inbox, wake) = &*retained;
         let mut generation = 0;
         let mut blocked = false;
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
@@ -457,6 +489,18 @@ impl Outbox {
                     }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(5)), if blocked => {}
+                _ = wake.notified() => {}
+            }
+            // Take the retained messages queued since the last turn (cheap when there are none).
+            let taken = inbox
+                .lock()
+                .map(|mut i| std::mem::take(&mut *i))
+                .unwrap_or_default();
+            let RetainedInbox { mut latest, order } = taken;
+            for topic in order {
+                if let Some(payload) = latest.remove(&topic) {
+                    self.accept(Publish::retained(topic, payload));
+                }
             }
             if connection.borrow().connected {
                 blocked = !self.drain();

@@ -273,14 +273,13 @@ impl MqttLink {
     pub fn publish(&self, message: Publish) {
         if message.retain {
             let (inbox, wake) = &*self.retained;
-            if let Ok(mut inbox) = inbox.lock() {
-                if inbox
+            if let Ok(mut inbox) = inbox.lock()
+                && inbox
                     .latest
                     .insert(message.topic.clone(), message.payload)
                     .is_none()
-                {
-                    inbox.order.push(message.topic);
-                }
+            {
+                inbox.order.push(message.topic);
             }
             wake.notify_one();
             return;

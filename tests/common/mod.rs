@@ -158,65 +158,10 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Connects to the broker and subscribes to `filters`.
+    /// Connects to the broker and subscribes to `filters` (clean session, random id).
     pub async fn connect(port: u16, filters: &[&str]) -> Probe {
         let id = format!("probe-{}", fastrand::u64(..));
-        let mut options = MqttOptions::new(id, "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(5));
-        options.set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut eventloop) = AsyncClient::new(options, 1024);
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let latest = Arc::new(Mutex::new(HashMap::new()));
-        let notify = Arc::new(Notify::new());
-        let (subscribed_tx, mut subscribed) = mpsc::channel(1);
-        {
-            let (log, latest, notify, client) =
-                (log.clone(), latest.clone(), notify.clone(), client.clone());
-            let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
-            tokio::spawn(async move {
-                loop {
-                    match eventloop.poll().await {
-                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                            for f in &filters {
-                                let _ = client.try_subscribe(f, QoS::AtLeastOnce);
-                            }
-                        }
-                        Ok(Event::Incoming(Packet::SubAck(_))) => {
-                            let _ = subscribed_tx.try_send(());
-                        }
-                        Ok(Event::Incoming(Packet::Publish(p))) => {
-                            let payload = String::from_utf8_lossy(&p.payload).into_owned();
-                            latest
-                                .lock()
-                                .unwrap()
-                                .insert(p.topic.clone(), payload.clone());
-                            log.lock().unwrap().push(Message {
-                                topic: p.topic,
-                                payload,
-                                retain: p.retain,
-                            });
-                            notify.notify_waiters();
-                        }
-                        Ok(_) => {}
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
-                }
-            });
-        }
-        within(
-            Duration::from_secs(10),
-            "probe subscription",
-            subscribed.recv(),
-        )
-        .await;
-        // Let the remaining SubAcks arrive.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        Probe {
-            client,
-            log,
-            latest,
-            notify,
-        }
+        Probe::connect_with(port, filters, &id, true, None).await
     }
 
     /// Publishes a message (not retained).

@@ -354,6 +354,128 @@ async fn bad_commands_get_precise_errors_and_the_bridge_keeps_serving() {
     assert_eq!(r["status"], "ok", "{r}");
 }
 
+/// The per-room command queue of the bridge (`ROOM_COMMAND_QUEUE`): one command runs, this
+/// many wait, the rest are refused.
+const QUEUE_LIMIT: usize = 64;
+
+#[tokio::test]
+async fn a_flood_of_commands_is_bounded_per_room_and_every_command_is_answered_once() {
+    const FLOOD: usize = 200;
+    // How long the stalled Room holds its first reply: long enough for the whole flood to be
+    // routed (milliseconds), short of the 5 s request timeout.
+    const STALL: Duration = Duration::from_secs(3);
+    let broker = Broker::start();
+    let sim = || {
+        SimRoom::start(SimConfig {
+            pin: Some("4321".into()),
+            ..SimConfig::default()
+        })
+    };
+    let (room, other) = (sim().await.unwrap(), sim().await.unwrap());
+    let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
+    let mut opts = options(broker.port, &room);
+    let mut other_options = RoomOptions::new("127.0.0.1", other.http_port()).with_pin("4321");
+    other_options.keepalive = Duration::from_millis(900);
+    opts.rooms.push(RoomEntry {
+        id: "huddle".into(),
+        name: "Huddle".into(),
+        options: other_options,
+        allow_dangerous: vec![],
+    });
+    let shutdown = CancellationToken::new();
+    let (bridge, tasks) = bridge::start(opts, shutdown.clone());
+    probe.wait_value(&t("availability"), "online", WAIT).await;
+    probe
+        .wait_value("trueconf/huddle/availability", "online", WAIT)
+        .await;
+
+    // The Room stalls: the first command's reply is held, so the rest pile up in the queue.
+    room.set_reply_delay(STALL);
+    let stalled = std::time::Instant::now();
+    for i in 0..FLOOD {
+        let payload = json!({ "mute": i % 2 == 0, "transaction": i }).to_string();
+        probe.publish(&t("request/setMicMute"), payload).await;
+    }
+    let responses = t("response/setMicMute");
+    let parsed = |topic: &str| -> Vec<Value> {
+        probe
+            .on(topic)
+            .iter()
+            .map(|m| serde_json::from_str(&m.payload).expect("response is JSON"))
+            .collect()
+    };
+    let refused = FLOOD - QUEUE_LIMIT - 1;
+    within(WAIT, "the refusals past the limit", async {
+        while parsed(&responses).len() < refused {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    // Another room is served meanwhile.
+    probe.publish("trueconf/huddle/set/mic_muted", "ON").await;
+    let r = probe
+        .wait_message("trueconf/huddle/response/mic_muted", WAIT, |_| true)
+        .await;
+    assert!(r.payload.contains("\"status\":\"ok\""), "{}", r.payload);
+    assert!(other.snapshot().mic_muted);
+    let early = parsed(&responses);
+    assert!(
+        stalled.elapsed() < STALL && early.iter().all(|r| r["status"] == "error"),
+        "the other room and the refusals were answered while the Room stalled ({:?}): {early:?}",
+        stalled.elapsed()
+    );
+
+    // The Room answers again; the queued commands run.
+    room.set_reply_delay(Duration::ZERO);
+    within(WAIT + STALL, "a response to every command", async {
+        while parsed(&responses).len() < FLOOD {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // Anything duplicated would arrive right behind.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = parsed(&responses);
+    let mut by_transaction = vec![Vec::new(); FLOOD];
+    for r in &all {
+        let i = r["transaction"].as_u64().expect("transaction echoed") as usize;
+        by_transaction[i].push(r.clone());
+    }
+    let mut ok = Vec::new();
+    for (i, answers) in by_transaction.iter().enumerate() {
+        assert_eq!(answers.len(), 1, "transaction {i}: {answers:?}");
+        let r = &answers[0];
+        if r["status"] == "ok" {
+            ok.push(i);
+        } else {
+            let error = r["error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains("too many commands queued for room 'boardroom' (limit 64)"),
+                "transaction {i}: {r}"
+            );
+        }
+    }
+    // One running and the queue full: exactly those, the first ones in publishing order.
+    assert!(
+        (QUEUE_LIMIT..=QUEUE_LIMIT + 1).contains(&ok.len()),
+        "{} accepted",
+        ok.len()
+    );
+    assert_eq!(ok, (0..ok.len()).collect::<Vec<_>>(), "accepted in order");
+    // Refused commands never reached the Room; accepted ones ran in order.
+    let sent = room
+        .requests_received()
+        .iter()
+        .filter(|r| r["method"] == "setMicMute")
+        .count();
+    assert_eq!(sent, ok.len());
+    let last = ok.len() - 1;
+    assert_eq!(room.snapshot().mic_muted, last % 2 == 0);
+    shutdown.cancel();
+    bridge.stop(tasks).await;
+}
+
 #[tokio::test]
 async fn a_retained_command_replayed_on_subscribe_is_never_executed() {
     let broker = Broker::start();

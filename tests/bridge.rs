@@ -477,6 +477,78 @@ async fn a_flood_of_commands_is_bounded_per_room_and_every_command_is_answered_o
 }
 
 #[tokio::test]
+async fn bridge_requests_and_unknown_rooms_echo_the_transaction() {
+    let h = Harness::start().await;
+    // Publishes `payload` on `topic`; returns the next message on `response`.
+    let ask = |topic: &'static str, payload: &'static str, response: &'static str| {
+        let probe = h.probe.clone();
+        async move {
+            let before = probe.on(response).len();
+            probe.publish(topic, payload).await;
+            within(WAIT, response, async {
+                loop {
+                    if let Some(m) = probe.on(response).get(before) {
+                        return serde_json::from_str::<Value>(&m.payload).unwrap();
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+        }
+    };
+    let health = "trueconf/bridge/response/health_check";
+    let r = ask(
+        "trueconf/bridge/request/health_check",
+        r#"{"transaction":"h-1"}"#,
+        health,
+    )
+    .await;
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["data"]["rooms"][ROOM], true, "{r}");
+    assert_eq!(r["transaction"], "h-1", "{r}");
+    let r = ask(
+        "trueconf/bridge/request/republish",
+        r#"{"transaction":7}"#,
+        "trueconf/bridge/response/republish",
+    )
+    .await;
+    assert_eq!(r, json!({"status": "ok", "data": {}, "transaction": 7}));
+    let r = ask(
+        "trueconf/bridge/request/nope",
+        r#"{"transaction":[1,2]}"#,
+        "trueconf/bridge/response/nope",
+    )
+    .await;
+    assert_eq!(r["status"], "error", "{r}");
+    assert_eq!(r["transaction"], json!([1, 2]), "{r}");
+    // Payloads that are not a JSON object are still accepted, with nothing to echo.
+    for payload in ["", "1", "not json"] {
+        let before = h.probe.on(health).len();
+        h.probe
+            .publish("trueconf/bridge/request/health_check", payload)
+            .await;
+        within(WAIT, "health_check answered", async {
+            while h.probe.on(health).len() == before {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        let r: Value = serde_json::from_str(&h.probe.on(health)[before].payload).unwrap();
+        assert_eq!(r["status"], "ok", "{payload:?}: {r}");
+        assert!(r.get("transaction").is_none(), "{payload:?}: {r}");
+    }
+    // A command for a room that does not exist.
+    let r = ask(
+        "trueconf/nosuchroom/request/getAppState",
+        r#"{"transaction":"r-9"}"#,
+        "trueconf/nosuchroom/response/getAppState",
+    )
+    .await;
+    assert!(r["error"].as_str().unwrap().contains("unknown room"), "{r}");
+    assert_eq!(r["transaction"], "r-9", "{r}");
+}
+
+#[tokio::test]
 async fn a_retained_command_replayed_on_subscribe_is_never_executed() {
     let broker = Broker::start();
     let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
@@ -770,6 +842,32 @@ async fn mqtt5_response_topic_and_correlation_data_are_honoured() {
         Some(&b"req-7"[..])
     );
     assert!(room.snapshot().mic_muted);
+
+    // A bridge request too, with its transaction.
+    let properties = PublishProperties {
+        response_topic: Some("caller/inbox".into()),
+        correlation_data: Some(bytes::Bytes::from_static(b"req-8")),
+        ..Default::default()
+    };
+    client
+        .publish_with_properties(
+            "trueconf/bridge/request/health_check",
+            QoS::AtLeastOnce,
+            false,
+            r#"{"transaction":8}"#,
+            properties,
+        )
+        .await
+        .unwrap();
+    let reply = within(WAIT, "v5 bridge response", rx.recv()).await.unwrap();
+    assert_eq!(&reply.topic[..], b"caller/inbox");
+    let body: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["transaction"], 8, "{body}");
+    assert_eq!(
+        reply.properties.unwrap().correlation_data.as_deref(),
+        Some(&b"req-8"[..])
+    );
     shutdown.cancel();
     bridge.stop(tasks).await;
 }

@@ -472,7 +472,7 @@ fn dispatch(
     };
 
     let Some(room_id) = room_id.clone() else {
-        let body = match response_name.as_str() {
+        let mut body = match response_name.as_str() {
             "republish" => {
                 bridge.link.republish_all();
                 command::response(Ok(json!({})), None)
@@ -492,6 +492,11 @@ fn dispatch(
                 None,
             ),
         };
+        // Like a room command, a JSON request gets its `transaction` back; any other payload
+        // (empty, `1`) is still accepted.
+        if let Some(transaction) = early_transaction() {
+            body["transaction"] = transaction;
+        }
         return respond(body);
     };
     let Some(room) = bridge.rooms.get(&room_id) else {
@@ -501,7 +506,7 @@ fn dispatch(
                 "unknown room '{room_id}' (configured: {})",
                 known.join(", ")
             ),
-            None,
+            early_transaction(),
         );
     };
     let parsed = match &target {

@@ -107,7 +107,8 @@ pub async fn run(config: Option<&Path>, shutdown: CancellationToken) -> Result<(
         rooms = settings.rooms.len(),
         "starting"
     );
-    let (bridge, tasks) = bridge::start(options, shutdown.clone());
+    let (bridge, tasks) =
+        bridge::start_instance(options, settings.mqtt.instance.clone(), shutdown.clone());
     if let Some(listen) = settings.http.listen {
         let (bridge, shutdown) = (bridge.clone(), shutdown.clone());
         tokio::spawn(async move {

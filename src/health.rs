@@ -23,20 +23,36 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::Bridge;
+use crate::bridge::ownership::Ownership;
 use crate::room::LinkState;
 
 /// The readiness report: broker connection and each room's link.
 pub fn report(bridge: &Bridge) -> (bool, Value) {
     let mqtt = bridge.link().is_connected();
     let links = bridge.room_links();
+    // A room another instance serves is that instance's business: this one stands by for it
+    // and is ready without it.
+    let refused_by = |id: &str| match bridge.ownership(id) {
+        Some(Ownership::Refused { by, .. }) => Some(by),
+        _ => None,
+    };
     let rooms: serde_json::Map<String, Value> = links
         .iter()
-        .map(|(id, state)| {
-            let (name, reason) = describe(state);
-            (id.clone(), json!({ "state": name, "reason": reason }))
+        .map(|(id, state)| match refused_by(id) {
+            Some(by) => (
+                id.clone(),
+                json!({ "state": "refused", "reason": format!("served by bridge instance '{by}'") }),
+            ),
+            None => {
+                let (name, reason) = describe(state);
+                (id.clone(), json!({ "state": name, "reason": reason }))
+            }
         })
         .collect();
-    let ready = mqtt && links.values().all(LinkState::is_online);
+    let ready = mqtt
+        && links
+            .iter()
+            .all(|(id, state)| state.is_online() || refused_by(id).is_some());
     let mut body = json!({
         "ready": ready,
         "mqtt": if mqtt { "connected" } else { "disconnected" },
@@ -223,22 +239,40 @@ impl Collector for BridgeCollector {
             &|r| u64::from(links.get(r.id).is_some_and(LinkState::is_online)),
         )?;
         family(
+            "trueconf2mqtt_room_owned",
+            "1 while this bridge instance serves the room (0: claiming it, or another instance does)",
+            false,
+            &|r| u64::from(bridge.ownership(r.id) == Some(Ownership::Owned)),
+        )?;
+        family(
             "trueconf2mqtt_room_connects",
             "Authenticated sessions with the Room",
             true,
-            &|r| r.client.stats().connects.load(Ordering::Relaxed),
+            &|r| {
+                r.client
+                    .as_ref()
+                    .map_or(0, |c| c.stats().connects.load(Ordering::Relaxed))
+            },
         )?;
         family(
             "trueconf2mqtt_room_bad_frames",
             "Frames from the Room that could not be parsed",
             true,
-            &|r| r.client.stats().bad_frames.load(Ordering::Relaxed),
+            &|r| {
+                r.client
+                    .as_ref()
+                    .map_or(0, |c| c.stats().bad_frames.load(Ordering::Relaxed))
+            },
         )?;
         family(
             "trueconf2mqtt_room_unmatched_replies",
             "Replies from the Room that matched no request",
             true,
-            &|r| r.client.stats().unmatched_replies.load(Ordering::Relaxed),
+            &|r| {
+                r.client
+                    .as_ref()
+                    .map_or(0, |c| c.stats().unmatched_replies.load(Ordering::Relaxed))
+            },
         )?;
         family(
             "trueconf2mqtt_events",

@@ -100,10 +100,13 @@ struct RoomTopics {
 }
 
 impl RoomTopics {
-    fn new(ctx: &DiscoveryContext) -> RoomTopics {
+    /// `bridge_state`: the serving bridge's state topic; `None` is the single-bridge
+    /// `<base>/bridge/state`.
+    fn new(ctx: &DiscoveryContext, bridge_state: Option<&str>) -> RoomTopics {
         let room = format!("{}/{}", ctx.base_topic, ctx.room_id);
         RoomTopics {
-            bridge_state: format!("{}/bridge/state", ctx.base_topic),
+            bridge_state: bridge_state
+                .map_or_else(|| format!("{}/bridge/state", ctx.base_topic), str::to_owned),
             availability: format!("{room}/availability"),
             state: room.clone(),
             room,
@@ -269,8 +272,8 @@ fn origin_block(ctx: &DiscoveryContext) -> Value {
 }
 
 /// Every entity of a Room. The list of (component, object) pairs never depends on `state`.
-fn entities(ctx: &DiscoveryContext, state: &RoomState) -> Vec<Entity> {
-    let t = RoomTopics::new(ctx);
+fn entities(ctx: &DiscoveryContext, state: &RoomState, bridge_state: Option<&str>) -> Vec<Entity> {
+    let t = RoomTopics::new(ctx, bridge_state);
     let mut out = Vec::new();
 
     // --- sensors -------------------------------------------------------------------------------
@@ -640,12 +643,23 @@ fn config_topic(ctx: &DiscoveryContext, component: &str, object: &str) -> String
 /// Discovery configs for every entity of the Room, built from what `state` knows (device lists
 /// for the selects, Room version and web port for the device block). Publish them retained.
 pub fn discovery_messages(ctx: &DiscoveryContext, state: &RoomState) -> Vec<DiscoveryMessage> {
-    let t = RoomTopics::new(ctx);
+    discovery_messages_via(ctx, state, None)
+}
+
+/// [`discovery_messages`] for a room served by one of several bridge instances: availability
+/// follows that instance's `bridge_state` topic (`<base>/bridge/<instance>/state`) instead of
+/// `<base>/bridge/state`, so its rooms go unavailable when it does, and only then.
+pub fn discovery_messages_via(
+    ctx: &DiscoveryContext,
+    state: &RoomState,
+    bridge_state: Option<&str>,
+) -> Vec<DiscoveryMessage> {
+    let t = RoomTopics::new(ctx, bridge_state);
     let node = node_id(ctx);
     let device = device_block(ctx, state);
     let origin = origin_block(ctx);
     let availability = json!([{ "topic": t.bridge_state }, { "topic": t.availability }]);
-    entities(ctx, state)
+    entities(ctx, state, bridge_state)
         .into_iter()
         .map(|e| {
             let mut config = e.config;
@@ -669,7 +683,7 @@ pub fn discovery_messages(ctx: &DiscoveryContext, state: &RoomState) -> Vec<Disc
 
 /// Every config topic this module can publish for the Room (independent of the Room state).
 pub fn entity_topics(ctx: &DiscoveryContext) -> Vec<String> {
-    entities(ctx, &RoomState::default())
+    entities(ctx, &RoomState::default(), None)
         .iter()
         .map(|e| config_topic(ctx, e.component, &e.object))
         .collect()
@@ -828,6 +842,23 @@ mod tests {
                 assert_eq!(config["availability_mode"], "all");
             }
         }
+    }
+
+    #[test]
+    fn an_instance_s_rooms_follow_its_own_bridge_state() {
+        let own = "trueconf/bridge/east/state";
+        let msgs = parsed(&discovery_messages_via(&ctx(), &full_state(), Some(own)));
+        assert!(!msgs.is_empty());
+        for (topic, config) in msgs {
+            let avail = config["availability"].as_array().expect(&topic);
+            assert_eq!(avail[0]["topic"], own, "{topic}");
+        }
+        // Same entities either way: a room can move between instances.
+        let topics = |m: Vec<DiscoveryMessage>| m.into_iter().map(|m| m.topic).collect::<Vec<_>>();
+        assert_eq!(
+            topics(discovery_messages_via(&ctx(), &full_state(), Some(own))),
+            topics(discovery_messages(&ctx(), &full_state()))
+        );
     }
 
     #[test]

@@ -10,8 +10,14 @@
 //! while the broker is away (the outbox coalesces state and buffers events), and the broker
 //! link stays up while a Room restarts (its availability goes `offline`, its commands are
 //! answered with an error at once).
+//!
+//! Several bridges can share a broker, each with its own rooms ([`start_instance`]): each has
+//! its own `<base>/bridge/<instance>/…` topics and last will, and a retained claim per room
+//! makes sure a room configured in two instances is served by exactly one
+//! ([`ownership`]); a Room is only connected to while this instance owns it.
 
 pub mod command;
+pub mod ownership;
 pub mod publish;
 mod room;
 mod sweep;
@@ -27,7 +33,8 @@ use tracing::{info, warn};
 
 use crate::mqtt::{CommandTopic, Inbound, LinkOptions, MqttLink, Publish, Started, Topics};
 use crate::room::{LinkState, RoomClient, RoomOptions};
-use room::{LinkReport, Reply, RoomCommand, RoomContext};
+use ownership::{Claim, Claims, Ownership};
+use room::{LinkReport, Reply, RoomCommand, RoomSpec};
 
 /// Limits on incoming commands.
 #[derive(Debug, Clone, Copy)]
@@ -75,13 +82,27 @@ const ROOM_COMMAND_QUEUE: usize = 64;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
 struct RoomHandle {
-    ctx: RoomContext,
+    name: String,
     commands: mpsc::Sender<RoomCommand>,
+    ownership: tokio::sync::watch::Receiver<Ownership>,
+    /// The Room client while this instance serves the room.
+    client: Arc<std::sync::Mutex<Option<RoomClient>>>,
+    stats: Arc<RoomBridgeStats>,
+}
+
+impl RoomHandle {
+    fn client(&self) -> Option<RoomClient> {
+        self.client.lock().ok().and_then(|c| c.clone())
+    }
 }
 
 /// A running bridge.
 pub struct Bridge {
     link: MqttLink,
+    /// The name in this bridge's claims: `mqtt.instance`, or the client id.
+    instance: String,
+    /// Whether an instance name was configured (several bridges share the broker).
+    instanced: bool,
     rooms: BTreeMap<String, RoomHandle>,
     /// Each room's last reported link state, and a counter bumped on every change.
     room_links: std::sync::Mutex<BTreeMap<String, LinkState>>,
@@ -92,8 +113,8 @@ pub struct Bridge {
 pub struct RoomView<'a> {
     /// Room id.
     pub id: &'a str,
-    /// Its client.
-    pub client: &'a RoomClient,
+    /// Its client, while this instance serves the room.
+    pub client: Option<RoomClient>,
     /// Bridge counters.
     pub stats: &'a RoomBridgeStats,
 }
@@ -103,9 +124,19 @@ impl Bridge {
     pub fn rooms(&self) -> impl Iterator<Item = RoomView<'_>> {
         self.rooms.iter().map(|(id, r)| RoomView {
             id,
-            client: &r.ctx.client,
-            stats: &r.ctx.stats,
+            client: r.client(),
+            stats: &r.stats,
         })
+    }
+
+    /// The name this bridge claims rooms with (`mqtt.instance`, or the client id).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Whether this instance serves a room, stands by for it or is still claiming it.
+    pub fn ownership(&self, id: &str) -> Option<Ownership> {
+        self.rooms.get(id).map(|r| r.ownership.borrow().clone())
     }
 
     /// Each room's link state as last reported.
@@ -126,21 +157,30 @@ impl Bridge {
         &self.link
     }
 
-    /// The Room client of a room.
-    pub fn room(&self, id: &str) -> Option<&RoomClient> {
-        self.rooms.get(id).map(|r| &r.ctx.client)
+    /// The Room client of a room, while this instance serves it.
+    pub fn room(&self, id: &str) -> Option<RoomClient> {
+        self.rooms.get(id).and_then(RoomHandle::client)
     }
 
     /// Counters of a room.
     pub fn room_stats(&self, id: &str) -> Option<&RoomBridgeStats> {
-        self.rooms.get(id).map(|r| r.ctx.stats.as_ref())
+        self.rooms.get(id).map(|r| r.stats.as_ref())
     }
 }
 
 /// Runs the bridge until `shutdown` is cancelled, then stops gracefully: `offline` published,
 /// queued commands answered, WebSockets closed, DISCONNECT sent — within a few seconds.
 pub async fn run(options: BridgeOptions, shutdown: CancellationToken) {
-    let (bridge, tasks) = start(options, shutdown.clone());
+    run_instance(options, None, shutdown).await;
+}
+
+/// [`run`] as one of several instances on the broker ([`start_instance`]).
+pub async fn run_instance(
+    options: BridgeOptions,
+    instance: Option<String>,
+    shutdown: CancellationToken,
+) {
+    let (bridge, tasks) = start_instance(options, instance, shutdown.clone());
     shutdown.cancelled().await;
     bridge.stop(tasks).await;
 }
@@ -157,7 +197,20 @@ pub struct Tasks {
 
 /// Starts the bridge in the background.
 pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge>, Tasks) {
-    let topics = Topics::new(options.base_topic.clone());
+    start_instance(options, None, shutdown)
+}
+
+/// Starts the bridge as instance `instance` of several on one broker (`mqtt.instance`): its
+/// own topics live under `<base>/bridge/<instance>/…` (state and last will, info, requests),
+/// and commands for rooms it does not have are left to the other instances instead of being
+/// answered "unknown room". `None` is [`start`]: `<base>/bridge/…`, as for a single bridge.
+/// Either way every room is claimed on `<base>/<room>/owner` before it is served.
+pub fn start_instance(
+    options: BridgeOptions,
+    instance: Option<String>,
+    shutdown: CancellationToken,
+) -> (Arc<Bridge>, Tasks) {
+    let topics = Topics::with_instance(options.base_topic.clone(), instance.clone());
     let inner = CancellationToken::new();
     let ha_status = options
         .discovery_prefix
@@ -165,6 +218,7 @@ pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge
         .map(|p| format!("{p}/status"));
     let mut filters = topics.command_filters();
     filters.extend(ha_status.clone());
+    filters.extend(topics.ownership_filters(options.rooms.iter().map(|r| r.id.as_str())));
 
     let mut mqtt_options = options.mqtt.clone();
     mqtt_options.will_topic = topics.bridge_state();
@@ -178,34 +232,61 @@ pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge
     } = MqttLink::start(mqtt_options, filters, mqtt_cancel.clone());
     link.publish(Publish::retained(topics.bridge_state(), "online"));
 
+    let me = Claim {
+        instance: instance
+            .clone()
+            .unwrap_or_else(|| options.mqtt.client_id.clone()),
+        since: ownership::now_ms(),
+        bridge_state: topics.bridge_state(),
+        at: 0,
+        intent: false,
+    };
+    let ids: Vec<String> = options.rooms.iter().map(|r| r.id.clone()).collect();
+    let (claims, mut ownerships) = Claims::new(me.clone(), topics.clone(), link.clone(), &ids);
+    let ownership_changes = claims.changes();
+    let (claims_tx, claims_rx) = mpsc::channel(1024);
+
     let (reports_tx, reports_rx) = mpsc::channel(1024);
     let mut rooms = BTreeMap::new();
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(claims.run(claims_rx, inner.clone()))];
+    // Availability in Home Assistant follows this instance's own bridge state.
+    let bridge_state = instance.as_ref().map(|_| topics.bridge_state());
     for entry in &options.rooms {
-        let client = RoomClient::start(entry.options.clone());
-        let ctx = RoomContext {
+        let Some(ownership) = ownerships.remove(&entry.id) else {
+            continue;
+        };
+        let client = Arc::new(std::sync::Mutex::new(None));
+        let stats: Arc<RoomBridgeStats> = Arc::default();
+        let spec = RoomSpec {
             id: entry.id.clone(),
             name: entry.name.clone(),
-            host: entry.options.host.clone(),
-            client,
+            options: entry.options.clone(),
             link: link.clone(),
             topics: topics.clone(),
             discovery_prefix: options.discovery_prefix.clone(),
+            bridge_state: bridge_state.clone(),
             allow_dangerous: Arc::new(entry.allow_dangerous.clone()),
-            stats: Arc::default(),
+            stats: stats.clone(),
+            client: client.clone(),
         };
         let (commands, commands_rx) = mpsc::channel(ROOM_COMMAND_QUEUE);
-        tasks.push(tokio::spawn(room::publish_loop(
-            ctx.clone(),
+        tasks.push(tokio::spawn(room::supervise(
+            spec,
+            ownership.clone(),
+            commands_rx,
             reports_tx.clone(),
             inner.clone(),
         )));
-        tasks.push(tokio::spawn(room::command_loop(
-            ctx.clone(),
-            commands_rx,
-            inner.clone(),
-        )));
-        rooms.insert(entry.id.clone(), RoomHandle { ctx, commands });
+        rooms.insert(
+            entry.id.clone(),
+            RoomHandle {
+                name: entry.name.clone(),
+                commands,
+                ownership,
+                client,
+                stats,
+            },
+        );
     }
     drop(reports_tx);
     let room_links = rooms
@@ -214,6 +295,8 @@ pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge
         .collect();
     let bridge = Arc::new(Bridge {
         link,
+        instance: me.instance,
+        instanced: instance.is_some(),
         rooms,
         room_links: std::sync::Mutex::new(room_links),
         changes: tokio::sync::watch::Sender::new(0),
@@ -222,6 +305,8 @@ pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge
         bridge.clone(),
         topics.clone(),
         reports_rx,
+        ownership_changes,
+        inner.clone(),
     )));
     if let Some(prefix) = &options.discovery_prefix {
         let current = options
@@ -251,6 +336,7 @@ pub fn start(options: BridgeOptions, shutdown: CancellationToken) -> (Arc<Bridge
         bridge.clone(),
         topics.clone(),
         ha_status,
+        claims_tx,
         Limits {
             max_payload: options.max_payload_bytes,
             max_age: options.command_max_age,
@@ -282,18 +368,26 @@ impl Bridge {
             for task in tasks.rooms {
                 let _ = task.await;
             }
-            // 2. Rooms and bridge offline, everything queued handed to the broker.
-            for id in self.rooms.keys() {
+            // 2. Our rooms offline and released (a standby instance may take them over),
+            //    the bridge offline, everything queued handed to the broker. Rooms another
+            //    instance serves are not ours to touch.
+            for (id, room) in &self.rooms {
+                if *room.ownership.borrow() != Ownership::Owned {
+                    continue;
+                }
                 self.link
                     .publish(Publish::retained(tasks.topics.availability(id), "offline"));
+                self.link
+                    .publish(Publish::retained(tasks.topics.owner(id), ""));
             }
             self.link
                 .publish(Publish::retained(tasks.topics.bridge_state(), "offline"));
             self.link.flush(Duration::from_secs(2)).await;
             // 3. DISCONNECT (after the queued publishes) and close the WebSockets.
             self.link.disconnect().await;
-            let closes = self.rooms.values().map(|r| r.ctx.client.close());
-            futures_util::future::join_all(closes).await;
+            let clients: Vec<RoomClient> =
+                self.rooms.values().filter_map(RoomHandle::client).collect();
+            futures_util::future::join_all(clients.iter().map(RoomClient::close)).await;
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, sequence)
             .await
@@ -314,11 +408,32 @@ impl Bridge {
     }
 }
 
-/// Keeps `bridge/info` up to date with each room's link state.
-async fn info_loop(bridge: Arc<Bridge>, topics: Topics, mut reports: mpsc::Receiver<LinkReport>) {
+/// Keeps `bridge/info` up to date with each room's link state and ownership.
+async fn info_loop(
+    bridge: Arc<Bridge>,
+    topics: Topics,
+    mut reports: mpsc::Receiver<LinkReport>,
+    mut ownership: tokio::sync::watch::Receiver<u64>,
+    cancel: CancellationToken,
+) {
     let mut states: HashMap<String, LinkState> = HashMap::new();
-    while let Some(report) = reports.recv().await {
-        states.insert(report.room, report.state);
+    let mut claims_running = true;
+    loop {
+        tokio::select! {
+            report = reports.recv() => match report {
+                Some(report) => {
+                    states.insert(report.room, report.state);
+                }
+                None => break,
+            },
+            changed = ownership.changed(), if claims_running && !cancel.is_cancelled() => {
+                // The claim task ended (the bridge stops): link reports still count.
+                claims_running = changed.is_ok();
+                if !claims_running {
+                    continue;
+                }
+            }
+        }
         while let Ok(report) = reports.try_recv() {
             states.insert(report.room, report.state);
         }
@@ -338,7 +453,22 @@ async fn info_loop(bridge: Arc<Bridge>, topics: Topics, mut reports: mpsc::Recei
                     LinkState::AuthRefused { message } => ("auth_refused", Some(message.clone())),
                     LinkState::Stopped => ("stopped", None),
                 };
-                let mut room = json!({ "name": handle.ctx.name, "state": name });
+                let owner = handle.ownership.borrow().clone();
+                let (name, reason) = match &owner {
+                    Ownership::Refused { by, .. } => (
+                        "refused",
+                        Some(format!(
+                            "served by bridge instance '{by}', which claimed it first; this \
+                             instance stands by and takes over when that one goes offline"
+                        )),
+                    ),
+                    _ => (name, reason),
+                };
+                let mut room =
+                    json!({ "name": handle.name, "state": name, "owner": owner.as_str() });
+                if let Ownership::Refused { by, since } = &owner {
+                    room["owned_by"] = json!({ "instance": by, "since": since });
+                }
                 if let Some(reason) = reason {
                     room["reason"] = json!(reason);
                 }
@@ -347,6 +477,7 @@ async fn info_loop(bridge: Arc<Bridge>, topics: Topics, mut reports: mpsc::Recei
             .collect();
         let info = json!({
             "version": env!("CARGO_PKG_VERSION"),
+            "instance": bridge.instance,
             "rooms": rooms,
         });
         bridge
@@ -360,6 +491,7 @@ async fn route(
     bridge: Arc<Bridge>,
     topics: Topics,
     ha_status: Option<String>,
+    claims: mpsc::Sender<Inbound>,
     limits: Limits,
     mut inbound: mpsc::Receiver<Inbound>,
     shutdown: CancellationToken,
@@ -384,6 +516,14 @@ async fn route(
             }
             continue;
         }
+        if topics.is_any_bridge_state(&message.topic)
+            || topics.parse_owner(&message.topic).is_some()
+        {
+            if claims.try_send(message).is_err() {
+                warn!("dropping an ownership message: the claim task is not keeping up");
+            }
+            continue;
+        }
         let Some(target) = topics.parse_command(&message.topic) else {
             continue;
         };
@@ -402,6 +542,30 @@ fn dispatch(
         max_payload,
         max_age,
     } = limits;
+    // Several instances share the command topics; only the one serving a room answers it.
+    let room_of = |target: &CommandTopic| match target {
+        CommandTopic::Bridge { .. } => None,
+        CommandTopic::Set { room }
+        | CommandTopic::SetField { room, .. }
+        | CommandTopic::Request { room, .. } => Some(room.clone()),
+    };
+    if let Some(room) = room_of(&target) {
+        match bridge
+            .rooms
+            .get(&room)
+            .map(|r| r.ownership.borrow().clone())
+        {
+            Some(Ownership::Refused { by, .. }) => {
+                tracing::debug!(topic = %message.topic, owner = %by, "command for a room another instance serves");
+                return;
+            }
+            None if bridge.instanced => {
+                tracing::debug!(topic = %message.topic, "command for a room this instance does not have");
+                return;
+            }
+            _ => {}
+        }
+    }
     let (room_id, response_name) = match &target {
         CommandTopic::Bridge { name } => (None, name.clone()),
         CommandTopic::Set { room } => (Some(room.clone()), "set".to_owned()),
@@ -478,12 +642,33 @@ fn dispatch(
                 command::response(Ok(json!({})), None)
             }
             "health_check" => {
+                let online =
+                    |r: &RoomHandle| r.client().is_some_and(|c| c.link().borrow().is_online());
                 let rooms: serde_json::Map<String, Value> = bridge
                     .rooms
                     .iter()
-                    .map(|(id, r)| (id.clone(), json!(r.ctx.client.link().borrow().is_online())))
+                    .map(|(id, r)| (id.clone(), json!(online(r))))
                     .collect();
-                command::response(Ok(json!({ "healthy": true, "rooms": rooms })), None)
+                let owners: serde_json::Map<String, Value> = bridge
+                    .rooms
+                    .iter()
+                    .map(|(id, r)| {
+                        let owner = match &*r.ownership.borrow() {
+                            Ownership::Refused { by, .. } => format!("refused: served by '{by}'"),
+                            other => other.as_str().to_owned(),
+                        };
+                        (id.clone(), json!(owner))
+                    })
+                    .collect();
+                command::response(
+                    Ok(json!({
+                        "healthy": true,
+                        "instance": bridge.instance,
+                        "rooms": rooms,
+                        "ownership": owners,
+                    })),
+                    None,
+                )
             }
             other => command::response(
                 Err(format!(

@@ -1,20 +1,21 @@
-//! The two tasks that serve one Room: publishing its state and events, and running its
-//! commands in order.
+//! The tasks that serve one Room: publishing its state and events, and running its commands in
+//! order — while this bridge instance owns the room ([`supervise`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::command::{self, Command};
+use super::ownership::Ownership;
 use super::publish::{plain_fields, state_document};
 use crate::homeassistant::{self, DiscoveryContext};
 use crate::mqtt::{MqttLink, Publish, Topics};
 use crate::protocol::{SECRET_FIELDS, redact};
-use crate::room::{LinkState, RoomClient, RoomState};
+use crate::room::{LinkState, RoomClient, RoomOptions, RoomState};
 
 /// Everything the tasks of one room need.
 #[derive(Clone)]
@@ -26,6 +27,8 @@ pub(crate) struct RoomContext {
     pub link: MqttLink,
     pub topics: Topics,
     pub discovery_prefix: Option<String>,
+    /// The bridge state topic Home Assistant availability follows; `None` = `<base>/bridge/state`.
+    pub bridge_state: Option<String>,
     pub allow_dangerous: Arc<Vec<String>>,
     pub stats: Arc<RoomBridgeStats>,
 }
@@ -194,7 +197,8 @@ fn publish_state(
                 host: &ctx.host,
                 bridge_version: env!("CARGO_PKG_VERSION"),
             };
-            for message in homeassistant::discovery_messages(&discovery, state) {
+            let via = ctx.bridge_state.as_deref();
+            for message in homeassistant::discovery_messages_via(&discovery, state, via) {
                 ctx.link
                     .publish(Publish::retained(message.topic, message.payload));
             }
@@ -213,22 +217,26 @@ fn publish_state(
 }
 
 /// Runs the room's commands one after another (so "mute" then "unmute" happen in that order)
-/// and answers each exactly once. After cancellation, queued commands are answered with an
-/// error instead of being run.
+/// and answers each exactly once. After `cancel` (the bridge stops), queued commands are
+/// answered with an error instead of being run; after `lost` (another instance took the room)
+/// it returns at once, leaving them to [`supervise`].
 pub(crate) async fn command_loop(
     ctx: RoomContext,
-    mut commands: mpsc::Receiver<RoomCommand>,
+    commands: &mut mpsc::Receiver<RoomCommand>,
     cancel: CancellationToken,
+    lost: CancellationToken,
 ) {
     let allow = ctx.allow_dangerous.clone();
     let policy = move |method: &str| allow.iter().any(|m| m == "*" || m == method);
     loop {
         let next = tokio::select! {
-            next = commands.recv() => next,
+            biased;
             _ = cancel.cancelled() => {
                 commands.close();
                 commands.recv().await
             }
+            _ = lost.cancelled() => return,
+            next = commands.recv() => next,
         };
         let Some(RoomCommand {
             name,
@@ -262,5 +270,120 @@ pub(crate) async fn command_loop(
         };
         let body = command::response(outcome, command.transaction);
         ctx.link.publish(reply.publish(&body));
+    }
+}
+
+/// What a room is, independent of any one connection to it.
+pub(crate) struct RoomSpec {
+    pub id: String,
+    pub name: String,
+    pub options: RoomOptions,
+    pub link: MqttLink,
+    pub topics: Topics,
+    pub discovery_prefix: Option<String>,
+    pub bridge_state: Option<String>,
+    pub allow_dangerous: Arc<Vec<String>>,
+    pub stats: Arc<RoomBridgeStats>,
+    /// The Room client while the room is served (for health reports and the stop sequence).
+    pub client: Arc<std::sync::Mutex<Option<RoomClient>>>,
+}
+
+/// Serves a room while this instance owns it: connects to the Room only then (a Room takes one
+/// controller at a time, so a standby instance must stay away), publishes and runs commands,
+/// and lets go of the Room when another instance wins it. Commands for a room another instance
+/// owns are dropped here, unanswered: the owner answers them. Commands that arrive while the
+/// claim is pending wait for it.
+pub(crate) async fn supervise(
+    spec: RoomSpec,
+    mut ownership: watch::Receiver<Ownership>,
+    mut commands: mpsc::Receiver<RoomCommand>,
+    reports: mpsc::Sender<LinkReport>,
+    cancel: CancellationToken,
+) {
+    loop {
+        // Wait until the room is ours.
+        loop {
+            let now = ownership.borrow_and_update().clone();
+            if now == Ownership::Owned {
+                break;
+            }
+            let refused = matches!(now, Ownership::Refused { .. });
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    // Never served here: a stop answers what waited (the claim never settled).
+                    drain(&spec, &mut commands, refused).await;
+                    return;
+                }
+                changed = ownership.changed() => if changed.is_err() { return },
+                Some(command) = commands.recv(), if refused => {
+                    tracing::debug!(room = %spec.id, command = %command.name, "command left to the instance that owns the room");
+                }
+            }
+        }
+
+        let client = RoomClient::start(spec.options.clone());
+        if let Ok(mut slot) = spec.client.lock() {
+            *slot = Some(client.clone());
+        }
+        let ctx = RoomContext {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            host: spec.options.host.clone(),
+            client: client.clone(),
+            link: spec.link.clone(),
+            topics: spec.topics.clone(),
+            discovery_prefix: spec.discovery_prefix.clone(),
+            bridge_state: spec.bridge_state.clone(),
+            allow_dangerous: spec.allow_dangerous.clone(),
+            stats: spec.stats.clone(),
+        };
+        let lost = cancel.child_token();
+        let publisher = tokio::spawn(publish_loop(ctx.clone(), reports.clone(), lost.clone()));
+        let watcher = {
+            let mut ownership = ownership.clone();
+            let lost = lost.clone();
+            tokio::spawn(async move {
+                while ownership.changed().await.is_ok() {
+                    if *ownership.borrow_and_update() != Ownership::Owned {
+                        break;
+                    }
+                }
+                lost.cancel();
+            })
+        };
+        command_loop(ctx, &mut commands, cancel.clone(), lost.clone()).await;
+        lost.cancel();
+        watcher.abort();
+        let _ = publisher.await;
+        if cancel.is_cancelled() {
+            // The stop sequence closes the client after publishing `offline`.
+            return;
+        }
+        // Lost to another instance: let go of the Room so the owner can hold it.
+        client.close().await;
+        if let Ok(mut slot) = spec.client.lock() {
+            *slot = None;
+        }
+        let _ = reports.try_send(LinkReport {
+            room: spec.id.clone(),
+            state: LinkState::Stopped,
+        });
+    }
+}
+
+/// Answers what is queued when the bridge stops before the room was ever served here (or drops
+/// it silently when another instance owns the room and answers it).
+async fn drain(spec: &RoomSpec, commands: &mut mpsc::Receiver<RoomCommand>, refused: bool) {
+    commands.close();
+    while let Some(command) = commands.recv().await {
+        if refused {
+            continue;
+        }
+        let body = command::response(
+            Err("the bridge is shutting down; command not executed".to_owned()),
+            command.command.transaction,
+        );
+        spec.link.publish(command.reply.publish(&body));
     }
 }

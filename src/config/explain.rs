@@ -59,6 +59,22 @@ pub fn explain(settings: &Settings) -> String {
         m.event_buffer
     );
     let _ = writeln!(out, "Topics: {}/<room>/…", m.base_topic);
+    match &m.instance {
+        Some(instance) => {
+            let _ = writeln!(
+                out,
+                "  instance {instance:?}: bridge topics under {}/bridge/{instance}/…, rooms claimed on {}/<room>/owner",
+                m.base_topic, m.base_topic
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  single bridge: bridge topics under {}/bridge/…, rooms claimed as {:?}",
+                m.base_topic, m.client_id
+            );
+        }
+    }
     if m.discovery {
         let _ = writeln!(
             out,

@@ -79,9 +79,14 @@ pub struct MqttSettings {
     pub host: String,
     /// Broker port (`mqtt.port`, default 1883, or 8883 when TLS is configured).
     pub port: u16,
-    /// MQTT client id, unique per broker; also the bridge's instance id (`mqtt.client_id`,
-    /// default `trueconf2mqtt`; 1–64 of `A–Z a–z 0–9 _ -`).
+    /// MQTT client id, unique per broker (`mqtt.client_id`, default `trueconf2mqtt`; 1–64 of
+    /// `A–Z a–z 0–9 _ -`); also the name rooms are claimed with when `instance` is not set.
     pub client_id: String,
+    /// This bridge's name among several on one broker (`mqtt.instance`; 1–64 of
+    /// `A–Z a–z 0–9 _ -`, not `state`, `info`, `request` or `response`). When set, the bridge's
+    /// own topics are `<base>/bridge/<instance>/…` and rooms are claimed under this name;
+    /// `None` keeps `<base>/bridge/…` and claims with the client id.
+    pub instance: Option<String>,
     /// User name, if any (`mqtt.username`).
     pub username: Option<String>,
     /// Password, from `mqtt.password` or read from `mqtt.password_file`.

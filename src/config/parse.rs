@@ -23,6 +23,7 @@ const MQTT_KEYS: &[&str] = &[
     "host",
     "port",
     "client_id",
+    "instance",
     "username",
     "password",
     "password_file",
@@ -164,6 +165,26 @@ fn mqtt(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> MqttSettings 
         );
     }
 
+    let instance = p.opt_string(&mut s, "instance");
+    if let Some(instance) = &instance {
+        if !is_client_id(instance) {
+            p.push(
+                s.key("instance"),
+                format!("{} is not a usable instance name", quote(instance)),
+                "1–64 characters from A–Z a–z 0–9 _ -, unique among the bridges on this broker (e.g. \"east-wing\"); empty = a single bridge",
+            );
+        } else if crate::mqtt::Topics::RESERVED_INSTANCES.contains(&instance.as_str()) {
+            p.push(
+                s.key("instance"),
+                format!(
+                    "{} is reserved: <base>/bridge/{instance}/… would collide with the topics of a bridge without an instance",
+                    quote(instance)
+                ),
+                "any other name, e.g. \"east-wing\"",
+            );
+        }
+    }
+
     let username = p.opt_string(&mut s, "username");
     let (password, password_file) = secret_pair(p, &mut s, "password", "password_file", creds);
     if password.is_some() && username.is_none() {
@@ -231,6 +252,7 @@ fn mqtt(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> MqttSettings 
         host,
         port,
         client_id,
+        instance,
         username,
         password,
         password_file,

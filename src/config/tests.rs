@@ -131,6 +131,45 @@ fn example_file_documents_every_key() {
     ] {
         assert!(EXAMPLE.contains(key), "{key} is not in the example");
     }
+    // `instance` is also a room key: the [mqtt] one must be there too (commented).
+    assert!(
+        EXAMPLE.contains("# instance = "),
+        "mqtt.instance is not in the example"
+    );
+}
+
+#[test]
+fn instance_is_optional_and_checked() {
+    assert_eq!(load(MINIMAL, &[]).unwrap().mqtt.instance, None);
+    let s = load(&format!("[mqtt]\ninstance = \"east-wing\"\n{MINIMAL}"), &[]).unwrap();
+    assert_eq!(s.mqtt.instance.as_deref(), Some("east-wing"));
+    assert!(
+        explain(&s).contains("trueconf/bridge/east-wing/"),
+        "{}",
+        explain(&s)
+    );
+    let s = load(MINIMAL, &[("TRUECONF2MQTT__MQTT__INSTANCE", "west_2")]).unwrap();
+    assert_eq!(s.mqtt.instance.as_deref(), Some("west_2"));
+    // Empty means unset, so the environment can clear it.
+    let s = load(
+        &format!("[mqtt]\ninstance = \"east\"\n{MINIMAL}"),
+        &[("TRUECONF2MQTT__MQTT__INSTANCE", "")],
+    )
+    .unwrap();
+    assert_eq!(s.mqtt.instance, None);
+    for (bad, fragment) in [
+        ("east wing", "not a usable instance name"),
+        ("a/b", "not a usable instance name"),
+        ("state", "reserved"),
+        ("response", "reserved"),
+    ] {
+        let p = problems(&format!("[mqtt]\ninstance = {bad:?}\n{MINIMAL}"), &[]);
+        assert_eq!(keys(&p), ["mqtt.instance"], "{bad}");
+        assert!(p[0].message.contains(fragment), "{bad}: {}", p[0]);
+    }
+    let long = "a".repeat(65);
+    let p = problems(&format!("[mqtt]\ninstance = {long:?}\n{MINIMAL}"), &[]);
+    assert_eq!(keys(&p), ["mqtt.instance"]);
 }
 
 #[test]

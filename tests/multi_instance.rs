@@ -1,0 +1,391 @@
+//! Several bridge instances on one mosquitto: rooms assigned in each instance's configuration,
+//! every instance with its own bridge topics and last will, a room configured twice served by
+//! exactly one instance, and a standby taking a room over when its owner stops.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use trueconf2mqtt::bridge::ownership::Ownership;
+use trueconf2mqtt::bridge::{self, Bridge, BridgeOptions, RoomEntry, Tasks};
+use trueconf2mqtt::mqtt::LinkOptions;
+use trueconf2mqtt::room::RoomOptions;
+use trueconf2mqtt::simulator::{SimConfig, SimRoom};
+
+use common::{Broker, Probe, wait_until};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One running bridge instance.
+struct Instance {
+    name: &'static str,
+    bridge: Arc<Bridge>,
+    tasks: Option<Tasks>,
+    shutdown: CancellationToken,
+}
+
+impl Instance {
+    fn start(name: &'static str, broker_port: u16, rooms: &[(&str, &SimRoom)]) -> Instance {
+        let rooms = rooms
+            .iter()
+            .map(|(id, sim)| {
+                let mut options = RoomOptions::new("127.0.0.1", sim.http_port());
+                options.keepalive = Duration::from_millis(900);
+                options.reconnect_min = Duration::from_millis(50);
+                options.reconnect_max = Duration::from_millis(300);
+                RoomEntry {
+                    id: (*id).into(),
+                    name: format!("Room {id}"),
+                    options,
+                    allow_dangerous: Vec::new(),
+                }
+            })
+            .collect();
+        let options = BridgeOptions {
+            mqtt: LinkOptions {
+                keepalive: Duration::from_secs(5),
+                reconnect_min: Duration::from_millis(50),
+                reconnect_max: Duration::from_millis(300),
+                ..LinkOptions::new(
+                    "127.0.0.1",
+                    broker_port,
+                    format!("trueconf2mqtt-{name}-{}", fastrand::u32(..)),
+                )
+            },
+            base_topic: "trueconf".into(),
+            discovery_prefix: Some("homeassistant".into()),
+            max_payload_bytes: 4096,
+            command_max_age: Duration::from_secs(5),
+            rooms,
+        };
+        let shutdown = CancellationToken::new();
+        let (bridge, tasks) =
+            bridge::start_instance(options, Some(name.to_owned()), shutdown.clone());
+        Instance {
+            name,
+            bridge,
+            tasks: Some(tasks),
+            shutdown,
+        }
+    }
+
+    fn topic(&self, suffix: &str) -> String {
+        format!("trueconf/bridge/{}/{suffix}", self.name)
+    }
+
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(tasks) = self.tasks.take() {
+            self.bridge.clone().stop(tasks).await;
+        }
+    }
+}
+
+async fn sim() -> SimRoom {
+    SimRoom::start(SimConfig {
+        answer_delay: Duration::from_millis(5),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Responses received so far on `topic`.
+fn responses(probe: &Probe, topic: &str) -> Vec<Value> {
+    probe
+        .on(topic)
+        .iter()
+        .map(|m| serde_json::from_str(&m.payload).expect("response is JSON"))
+        .collect()
+}
+
+/// Sends a command and waits for its first response; returns it.
+async fn command(probe: &Probe, topic: &str, payload: &str, response: &str) -> Value {
+    let before = probe.on(response).len();
+    probe.publish(topic, payload).await;
+    wait_until(WAIT, &format!("a response on {response}"), || {
+        probe.on(response).len() > before
+    })
+    .await;
+    responses(probe, response)[before].clone()
+}
+
+/// A bridge-level health check through the instance's own request topic. It also serves as a
+/// fence: the instance has handled everything the probe published before it.
+async fn health_check(probe: &Probe, instance: &Instance) -> Value {
+    command(
+        probe,
+        &instance.topic("request/health_check"),
+        "",
+        &instance.topic("response/health_check"),
+    )
+    .await
+}
+
+/// The claim the broker now retains for `room`, as the probe saw it: the last message on the
+/// owner topic that is not a transient intent (`None` once cleared).
+fn claim_of(probe: &Probe, room: &str) -> Option<Value> {
+    let last = probe
+        .on(&format!("trueconf/{room}/owner"))
+        .into_iter()
+        .rev()
+        .find(|m| !m.payload.contains("\"intent\":true"))?;
+    (!last.payload.is_empty()).then(|| serde_json::from_str(&last.payload).expect("claim is JSON"))
+}
+
+#[tokio::test]
+async fn disjoint_rooms_are_served_by_their_instances_each_with_its_own_availability() {
+    let broker = Broker::start();
+    let (alpha, beta) = (sim().await, sim().await);
+    let probe = Probe::connect(broker.port, &["trueconf/#", "homeassistant/#"]).await;
+    let mut east = Instance::start("east", broker.port, &[("alpha", &alpha)]);
+    let mut west = Instance::start("west", broker.port, &[("beta", &beta)]);
+
+    probe.wait_value(&east.topic("state"), "online", WAIT).await;
+    probe.wait_value(&west.topic("state"), "online", WAIT).await;
+    probe
+        .wait_value("trueconf/alpha/availability", "online", WAIT)
+        .await;
+    probe
+        .wait_value("trueconf/beta/availability", "online", WAIT)
+        .await;
+    // The single-bridge topics are not used by instances.
+    assert_eq!(probe.latest("trueconf/bridge/state"), None);
+
+    // Each room is claimed by its instance, and its entities follow that instance's state.
+    assert_eq!(claim_of(&probe, "alpha").unwrap()["instance"], "east");
+    assert_eq!(claim_of(&probe, "beta").unwrap()["instance"], "west");
+    let config = probe
+        .wait_latest(
+            "homeassistant/switch/trueconf2mqtt_alpha/mic_muted/config",
+            WAIT,
+            |p| !p.is_empty(),
+        )
+        .await;
+    let config: Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(
+        config["availability"][0]["topic"], "trueconf/bridge/east/state",
+        "{config}"
+    );
+    let info: Value = serde_json::from_str(
+        &probe
+            .wait_latest(&east.topic("info"), WAIT, |p| p.contains("\"online\""))
+            .await,
+    )
+    .unwrap();
+    assert_eq!(info["instance"], "east");
+    assert_eq!(info["rooms"]["alpha"]["owner"], "owned");
+    assert!(info["rooms"].get("beta").is_none(), "{info}");
+
+    // A command is answered once, by the instance that has the room; the other stays silent
+    // instead of answering "unknown room".
+    let response = command(
+        &probe,
+        "trueconf/beta/set/mic_muted",
+        "ON",
+        "trueconf/beta/response/mic_muted",
+    )
+    .await;
+    assert_eq!(response["status"], "ok", "{response}");
+    health_check(&probe, &east).await;
+    health_check(&probe, &west).await;
+    assert_eq!(
+        responses(&probe, "trueconf/beta/response/mic_muted").len(),
+        1
+    );
+    probe
+        .wait_value("trueconf/beta/mic_muted", "ON", WAIT)
+        .await;
+
+    // Stopping east takes down its bridge and its rooms only, and releases its claim.
+    east.stop().await;
+    probe
+        .wait_value(&east.topic("state"), "offline", WAIT)
+        .await;
+    probe
+        .wait_value("trueconf/alpha/availability", "offline", WAIT)
+        .await;
+    probe.wait_value("trueconf/alpha/owner", "", WAIT).await;
+    health_check(&probe, &west).await;
+    assert_eq!(
+        probe.latest(&west.topic("state")).as_deref(),
+        Some("online")
+    );
+    assert_eq!(
+        probe.latest("trueconf/beta/availability").as_deref(),
+        Some("online")
+    );
+    assert_eq!(claim_of(&probe, "beta").unwrap()["instance"], "west");
+    west.stop().await;
+}
+
+#[tokio::test]
+async fn a_room_configured_in_two_instances_is_served_by_one_and_refused_by_the_other() {
+    let broker = Broker::start();
+    let shared = sim().await;
+    let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
+    let mut east = Instance::start("east", broker.port, &[("shared", &shared)]);
+    probe
+        .wait_value("trueconf/shared/availability", "online", WAIT)
+        .await;
+    let mut west = Instance::start("west", broker.port, &[("shared", &shared)]);
+
+    // West sees east's earlier, live claim and refuses the room, saying who has it.
+    let info: Value = serde_json::from_str(
+        &probe
+            .wait_latest(&west.topic("info"), WAIT, |p| p.contains("\"refused\""))
+            .await,
+    )
+    .unwrap();
+    let room = &info["rooms"]["shared"];
+    assert_eq!(room["state"], "refused", "{info}");
+    assert_eq!(room["owned_by"]["instance"], "east", "{info}");
+    assert!(
+        room["reason"].as_str().unwrap().contains("'east'"),
+        "{info}"
+    );
+    assert!(matches!(
+        west.bridge.ownership("shared"),
+        Some(Ownership::Refused { ref by, .. }) if by == "east"
+    ));
+    assert_eq!(east.bridge.ownership("shared"), Some(Ownership::Owned));
+    let health = health_check(&probe, &west).await;
+    assert_eq!(
+        health["data"]["ownership"]["shared"], "refused: served by 'east'",
+        "{health}"
+    );
+    // The claim on the broker is still east's, and west never connected to the Room (a Room
+    // takes one controller: a second would have pushed east off).
+    assert_eq!(claim_of(&probe, "shared").unwrap()["instance"], "east");
+    assert_eq!(shared.authenticated_connections(), 1);
+    assert!(west.bridge.room("shared").is_none());
+
+    // Exactly one response per command, from east.
+    let response = command(
+        &probe,
+        "trueconf/shared/request/getAppState",
+        "{\"transaction\":7}",
+        "trueconf/shared/response/getAppState",
+    )
+    .await;
+    assert_eq!(response["status"], "ok", "{response}");
+    assert_eq!(response["transaction"], 7, "{response}");
+    health_check(&probe, &west).await;
+    health_check(&probe, &east).await;
+    assert_eq!(
+        responses(&probe, "trueconf/shared/response/getAppState").len(),
+        1
+    );
+    west.stop().await;
+    // West's stop touches nothing of east's.
+    health_check(&probe, &east).await;
+    assert_eq!(claim_of(&probe, "shared").unwrap()["instance"], "east");
+    assert_eq!(
+        probe.latest("trueconf/shared/availability").as_deref(),
+        Some("online")
+    );
+    east.stop().await;
+}
+
+#[tokio::test]
+async fn a_standby_instance_takes_the_room_over_when_the_owner_stops() {
+    let broker = Broker::start();
+    let shared = sim().await;
+    let probe = Probe::connect(broker.port, &["trueconf/#", "homeassistant/#"]).await;
+    let mut east = Instance::start("east", broker.port, &[("shared", &shared)]);
+    probe
+        .wait_value("trueconf/shared/availability", "online", WAIT)
+        .await;
+    let mut west = Instance::start("west", broker.port, &[("shared", &shared)]);
+    wait_until(WAIT, "west refuses the room", || {
+        matches!(
+            west.bridge.ownership("shared"),
+            Some(Ownership::Refused { .. })
+        )
+    })
+    .await;
+
+    east.stop().await;
+    wait_until(WAIT, "west takes the room over", || {
+        west.bridge.ownership("shared") == Some(Ownership::Owned)
+    })
+    .await;
+    probe
+        .wait_latest("trueconf/shared/owner", WAIT, |p| p.contains("\"west\""))
+        .await;
+    probe
+        .wait_value("trueconf/shared/availability", "online", WAIT)
+        .await;
+    probe
+        .wait_latest(
+            "homeassistant/switch/trueconf2mqtt_shared/mic_muted/config",
+            WAIT,
+            |p| p.contains("trueconf/bridge/west/state"),
+        )
+        .await;
+
+    // Commands now go to west, once each.
+    let response = command(
+        &probe,
+        "trueconf/shared/set/mic_muted",
+        "ON",
+        "trueconf/shared/response/mic_muted",
+    )
+    .await;
+    assert_eq!(response["status"], "ok", "{response}");
+    health_check(&probe, &west).await;
+    assert_eq!(
+        responses(&probe, "trueconf/shared/response/mic_muted").len(),
+        1
+    );
+    assert!(
+        shared.snapshot().mic_muted,
+        "the Room was muted through west"
+    );
+
+    // East, restarted, finds west's live, earlier claim and stands by: no flapping.
+    let mut east = Instance::start("east", broker.port, &[("shared", &shared)]);
+    wait_until(WAIT, "the restarted east refuses the room", || {
+        matches!(east.bridge.ownership("shared"), Some(Ownership::Refused { ref by, .. }) if by == "west")
+    })
+    .await;
+    assert_eq!(west.bridge.ownership("shared"), Some(Ownership::Owned));
+    assert_eq!(claim_of(&probe, "shared").unwrap()["instance"], "west");
+    east.stop().await;
+    west.stop().await;
+}
+
+#[tokio::test]
+async fn two_instances_started_together_with_the_same_room_settle_on_one() {
+    let broker = Broker::start();
+    let shared = sim().await;
+    let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
+    let mut east = Instance::start("east", broker.port, &[("shared", &shared)]);
+    let mut west = Instance::start("west", broker.port, &[("shared", &shared)]);
+    let owned = |i: &Instance| i.bridge.ownership("shared") == Some(Ownership::Owned);
+    let refused = |i: &Instance| {
+        matches!(
+            i.bridge.ownership("shared"),
+            Some(Ownership::Refused { .. })
+        )
+    };
+    wait_until(WAIT, "one owner and one standby", || {
+        (owned(&east) && refused(&west)) || (owned(&west) && refused(&east))
+    })
+    .await;
+    let owner = if owned(&east) { "east" } else { "west" };
+    probe
+        .wait_latest("trueconf/shared/owner", WAIT, |p| {
+            p.contains(&format!("\"{owner}\""))
+        })
+        .await;
+    probe
+        .wait_value("trueconf/shared/availability", "online", WAIT)
+        .await;
+    assert_eq!(shared.authenticated_connections(), 1);
+    east.stop().await;
+    west.stop().await;
+}

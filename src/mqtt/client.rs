@@ -72,6 +72,8 @@ pub(crate) enum Polled {
     },
     SubAck,
     Publish(Inbound),
+    /// A publish left rumqttc's request channel: there is room for another.
+    Sent,
     /// DISCONNECT went out: the clean stop is complete.
     Disconnected,
     Other,
@@ -212,6 +214,7 @@ impl EventLoop {
                         expiry: None,
                         queued_for: None,
                     })),
+                    Ok(Event::Outgoing(Outgoing::Publish(_))) => Ok(Polled::Sent),
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => Ok(Polled::Disconnected),
                     Ok(_) => Ok(Polled::Other),
                     Err(e) => Err(PollError {
@@ -241,6 +244,7 @@ impl EventLoop {
                             queued_for: None,
                         }))
                     }
+                    Ok(Event::Outgoing(Outgoing::Publish(_))) => Ok(Polled::Sent),
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => Ok(Polled::Disconnected),
                     Ok(_) => Ok(Polled::Other),
                     Err(e) => Err(PollError {

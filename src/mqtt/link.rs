@@ -5,24 +5,26 @@
 //! ConnAck (rumqttc does not, #250), hands incoming publishes to the bridge with `try_send`, and
 //! sleeps with backoff after errors (rumqttc has no reconnect delay, #703/#918).
 //!
-//! The **outbox task** owns everything waiting to be published, with one policy per class of
-//! data: retained topics (state, availability, discovery) are coalesced to their latest value
-//! and the whole set is republished after every reconnect; events and responses wait in a
-//! bounded queue, oldest dropped and counted past the bound. Nothing is handed to rumqttc while
-//! the broker is away, so no stale burst is replayed on reconnect.
+//! The **outbox task** owns everything waiting to be published and applies the policy of
+//! [`super::outbox`]: retained topics coalesced and republished after every reconnect, events
+//! and responses in a bounded queue. Nothing is handed to rumqttc while the broker is away, so
+//! no stale burst is replayed on reconnect; while it is connected, rumqttc is fed as fast as it
+//! takes requests (the event loop signals each one it took), and producers that call
+//! [`MqttLink::ready`] slow down instead of having their events dropped.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::QoS;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::client::{self, Client, EventLoop, Polled, TlsOptions, TryError, Version};
+use super::outbox::{CONNECTED_LIMIT, Outbox};
 use crate::backoff::Backoff;
 use crate::secret::Secret;
 
@@ -150,7 +152,8 @@ pub struct MqttStats {
     pub connects: AtomicU64,
     /// Messages handed to the broker.
     pub published: AtomicU64,
-    /// Events or responses dropped because the outbox was full while the broker was away.
+    /// Events or responses dropped: past `event_buffer` while the broker was away, or past the
+    /// outbox's hard bound while it was connected.
     pub dropped: AtomicU64,
     /// Incoming publishes dropped because the bridge could not keep up.
     pub inbound_dropped: AtomicU64,
@@ -168,8 +171,8 @@ pub struct Connection {
     pub generation: u64,
 }
 
-enum OutboxMessage {
-    Publish(Publish),
+/// Control messages for the outbox task; the messages to publish go through [`Inbox`].
+enum Control {
     /// Publishes the MQTT client still held when the connection broke, oldest first: they go
     /// out again before anything queued since.
     Unsent(Vec<Publish>),
@@ -178,20 +181,45 @@ enum OutboxMessage {
     Ping(oneshot::Sender<()>),
 }
 
-/// Retained messages on their way to the outbox, coalesced per topic: state is never dropped
-/// however fast it is produced (1,000 rooms starting at once), only superseded.
+/// Messages on their way from the producers to the outbox task. Retained ones are coalesced per
+/// topic here already, so state is never dropped however fast it is produced (1,000 rooms
+/// starting at once), only superseded.
 #[derive(Default)]
-struct RetainedInbox {
+struct Inbox {
     latest: HashMap<String, Bytes>,
-    /// Topics in first-seen order, so discovery published before state stays before it.
+    /// Retained topics in first-seen order, so discovery published before state stays before it.
     order: Vec<String>,
+    /// Events and responses, oldest first.
+    transient: VecDeque<Publish>,
 }
+
+/// What the producers, the outbox task and the event loop task share.
+#[derive(Default)]
+struct Shared {
+    inbox: std::sync::Mutex<Inbox>,
+    /// Wakes the outbox task: something was put in the inbox.
+    wake: Notify,
+    /// Events and responses accepted and not yet handed to rumqttc (or dropped).
+    backlog: AtomicUsize,
+    /// Wakes producers waiting in [`MqttLink::ready`].
+    room: Notify,
+    /// Set by the outbox task when rumqttc refused a request; the event loop task then signals
+    /// `space` when rumqttc takes the next one.
+    space_wanted: AtomicBool,
+    space: Notify,
+}
+
+/// Producers waiting in [`MqttLink::ready`] go on once the backlog is below this…
+const LOW_WATER: usize = 2048;
+/// …and wait while it is above this (several times rumqttc's request channel, so the channel
+/// never runs dry while they wait).
+const HIGH_WATER: usize = 8192;
 
 /// Handle to the broker link.
 #[derive(Clone)]
 pub struct MqttLink {
-    outbox: mpsc::Sender<OutboxMessage>,
-    retained: Arc<(std::sync::Mutex<RetainedInbox>, tokio::sync::Notify)>,
+    control: mpsc::Sender<Control>,
+    shared: Arc<Shared>,
     connection: watch::Receiver<Connection>,
     client: Client,
     stats: Arc<MqttStats>,
@@ -211,8 +239,8 @@ pub struct Started {
 const REQUEST_CAPACITY: usize = 1024;
 /// Incoming publishes waiting for the bridge.
 const INBOUND_CAPACITY: usize = 1024;
-/// Messages waiting to enter the outbox.
-const OUTBOX_CAPACITY: usize = 8192;
+/// Control messages waiting for the outbox task.
+const CONTROL_CAPACITY: usize = 64;
 
 impl MqttLink {
     /// Connects (in the background) and subscribes to `filters` after every ConnAck. The last
@@ -221,11 +249,8 @@ impl MqttLink {
         let (client, eventloop) = client::build(&options, REQUEST_CAPACITY);
         let (connection_tx, connection) = watch::channel(Connection::default());
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
-        let (outbox_tx, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
-        let retained = Arc::new((
-            std::sync::Mutex::new(RetainedInbox::default()),
-            tokio::sync::Notify::new(),
-        ));
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
+        let shared = Arc::new(Shared::default());
         let stats = Arc::new(MqttStats::default());
 
         let task = tokio::spawn(poll_loop(
@@ -235,29 +260,26 @@ impl MqttLink {
             filters,
             connection_tx,
             inbound_tx,
-            outbox_tx.clone(),
+            control_tx.clone(),
+            shared.clone(),
             stats.clone(),
             cancel,
         ));
         tokio::spawn(
-            Outbox {
+            OutboxTask {
+                outbox: Outbox::new(options.event_buffer, options.first_prefix.clone()),
                 client: client.clone(),
                 qos: options.qos,
                 stats: stats.clone(),
-                capacity: options.event_buffer.max(1),
-                first_prefix: options.first_prefix.clone(),
-                retained: HashMap::new(),
-                dirty_first: VecDeque::new(),
-                dirty: VecDeque::new(),
-                dirty_set: HashSet::new(),
-                queue: VecDeque::new(),
+                shared: shared.clone(),
+                event_buffer: options.event_buffer.max(1),
             }
-            .run(outbox_rx, retained.clone(), connection.clone()),
+            .run(control_rx, connection.clone()),
         );
         Started {
             link: MqttLink {
-                outbox: outbox_tx,
-                retained,
+                control: control_tx,
+                shared,
                 connection,
                 client,
                 stats,
@@ -268,40 +290,59 @@ impl MqttLink {
     }
 
     /// Queues a message. Never blocks. Retained messages are coalesced per topic and never
-    /// dropped; if the outbox is full of events and responses (the bridge produces faster than
-    /// anything can drain), a transient message is dropped and counted.
+    /// dropped; events and responses keep their order and are bounded (see [`super::outbox`]):
+    /// past the bound the oldest is dropped and counted.
     pub fn publish(&self, message: Publish) {
+        let shared = &*self.shared;
+        let Ok(mut inbox) = shared.inbox.lock() else {
+            return;
+        };
         if message.retain {
-            let (inbox, wake) = &*self.retained;
-            if let Ok(mut inbox) = inbox.lock()
-                && inbox
-                    .latest
-                    .insert(message.topic.clone(), message.payload)
-                    .is_none()
+            if inbox
+                .latest
+                .insert(message.topic.clone(), message.payload)
+                .is_none()
             {
                 inbox.order.push(message.topic);
             }
-            wake.notify_one();
-            return;
+        } else {
+            if inbox.transient.len() >= CONNECTED_LIMIT {
+                inbox.transient.pop_front();
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            } else {
+                shared.backlog.fetch_add(1, Ordering::Relaxed);
+            }
+            inbox.transient.push_back(message);
         }
-        if self
-            .outbox
-            .try_send(OutboxMessage::Publish(message))
-            .is_err()
-        {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        drop(inbox);
+        shared.wake.notify_one();
+    }
+
+    /// Waits while the broker is connected and many events and responses are still waiting for
+    /// it. A producer that awaits this before each [`MqttLink::publish`] of an event is slowed
+    /// to the broker's pace instead of having its events dropped. Returns at once while the
+    /// broker is away: then the `event_buffer` policy applies.
+    pub async fn ready(&self) {
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if !self.is_connected() || self.shared.backlog.load(Ordering::Relaxed) < HIGH_WATER {
+                return;
+            }
+            room.await;
         }
     }
 
     /// Republishes every retained message (after a Home Assistant birth message).
     pub fn republish_all(&self) {
-        let _ = self.outbox.try_send(OutboxMessage::RepublishAll);
+        let _ = self.control.try_send(Control::RepublishAll);
     }
 
     /// Waits until everything queued so far was handed to rumqttc (or `timeout` passes).
     pub async fn flush(&self, timeout: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
-        if self.outbox.send(OutboxMessage::Flush(tx)).await.is_err() {
+        if self.control.send(Control::Flush(tx)).await.is_err() {
             return false;
         }
         tokio::time::timeout(timeout, rx)
@@ -313,7 +354,7 @@ impl MqttLink {
     /// the systemd watchdog), independent of the broker being reachable.
     pub async fn alive(&self, timeout: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
-        if self.outbox.try_send(OutboxMessage::Ping(tx)).is_err() {
+        if self.control.try_send(Control::Ping(tx)).is_err() {
             return false;
         }
         tokio::time::timeout(timeout, rx)
@@ -351,7 +392,8 @@ async fn poll_loop(
     filters: Vec<String>,
     connection: watch::Sender<Connection>,
     inbound: mpsc::Sender<Inbound>,
-    outbox: mpsc::Sender<OutboxMessage>,
+    outbox: mpsc::Sender<Control>,
+    shared: Arc<Shared>,
     stats: Arc<MqttStats>,
     cancel: CancellationToken,
 ) {
@@ -397,6 +439,11 @@ async fn poll_loop(
                     warn!("dropping an incoming MQTT message: the bridge is not keeping up");
                 }
             }
+            Ok(Polled::Sent) => {
+                if shared.space_wanted.swap(false, Ordering::AcqRel) {
+                    shared.space.notify_one();
+                }
+            }
             Ok(Polled::Disconnected) => {
                 debug!("sent DISCONNECT");
                 connection.send_modify(|c| c.connected = false);
@@ -412,7 +459,7 @@ async fn poll_loop(
                 if !unsent.is_empty() {
                     let count = unsent.iter().filter(|p| !p.retain).count() as u64;
                     debug!(count, "handing unacknowledged publishes back to the outbox");
-                    if outbox.try_send(OutboxMessage::Unsent(unsent)).is_err() {
+                    if outbox.try_send(Control::Unsent(unsent)).is_err() {
                         stats.dropped.fetch_add(count, Ordering::Relaxed);
                         warn!(count, "outbox full: dropping unacknowledged events");
                     }
@@ -438,42 +485,40 @@ async fn poll_loop(
     connection.send_modify(|c| c.connected = false);
 }
 
-struct Outbox {
+/// The task that owns the [`Outbox`] and feeds rumqttc from it.
+struct OutboxTask {
+    outbox: Outbox,
     client: Client,
     qos: QoS,
     stats: Arc<MqttStats>,
-    capacity: usize,
-    first_prefix: Option<String>,
-    /// Latest payload per retained topic: what the broker should hold.
-    retained: HashMap<String, Bytes>,
-    /// Retained topics to (re)publish, discovery first.
-    dirty_first: VecDeque<String>,
-    dirty: VecDeque<String>,
-    dirty_set: HashSet<String>,
-    /// Events and responses, in order.
-    queue: VecDeque<Publish>,
+    shared: Arc<Shared>,
+    event_buffer: usize,
 }
 
-impl Outbox {
+impl OutboxTask {
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<OutboxMessage>,
-        retained: Arc<(std::sync::Mutex<RetainedInbox>, tokio::sync::Notify)>,
+        mut control: mpsc::Receiver<Control>,
         mut connection: watch::Receiver<Connection>,
     ) {
-        let (inbox, wake) = &*retained;
+        let shared = self.shared.clone();
         let mut generation = 0;
+        let mut connected = false;
         let mut blocked = false;
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
         loop {
             tokio::select! {
-                message = rx.recv() => match message {
+                message = control.recv() => match message {
                     None => break,
-                    Some(OutboxMessage::Publish(p)) => self.accept(p),
-                    Some(OutboxMessage::Unsent(unsent)) => self.take_back(unsent),
-                    Some(OutboxMessage::RepublishAll) => self.mark_all_dirty(),
-                    Some(OutboxMessage::Flush(done)) => flushes.push(done),
-                    Some(OutboxMessage::Ping(pong)) => {
+                    Some(Control::Unsent(unsent)) => {
+                        let count = unsent.iter().filter(|p| !p.retain).count();
+                        shared.backlog.fetch_add(count, Ordering::Relaxed);
+                        let dropped = self.outbox.take_back(unsent);
+                        self.dropped(dropped);
+                    }
+                    Some(Control::RepublishAll) => self.outbox.mark_all_dirty(),
+                    Some(Control::Flush(done)) => flushes.push(done),
+                    Some(Control::Ping(pong)) => {
                         let _ = pong.send(());
                     }
                 },
@@ -484,27 +529,71 @@ impl Outbox {
                     let now = *connection.borrow_and_update();
                     if now.connected && now.generation != generation {
                         generation = now.generation;
-                        self.mark_all_dirty();
+                        self.outbox.mark_all_dirty();
                     }
+                    if connected && !now.connected {
+                        let dropped = self.outbox.connection_lost();
+                        self.dropped(dropped);
+                    }
+                    connected = now.connected;
+                    blocked = false;
                 }
-                _ = tokio::time::sleep(Duration::from_millis(5)), if blocked => {}
-                _ = wake.notified() => {}
+                _ = shared.space.notified(), if blocked => {}
+                _ = shared.wake.notified() => {}
             }
-            // Take the retained messages queued since the last turn (cheap when there are none).
-            let taken = inbox
+            // Take what the producers queued since the last turn (cheap when nothing is there).
+            let Inbox {
+                mut latest,
+                order,
+                transient,
+            } = shared
+                .inbox
                 .lock()
-                .map(|mut i| std::mem::take(&mut *i))
+                .map(|mut inbox| std::mem::take(&mut *inbox))
                 .unwrap_or_default();
-            let RetainedInbox { mut latest, order } = taken;
             for topic in order {
                 if let Some(payload) = latest.remove(&topic) {
-                    self.accept(Publish::retained(topic, payload));
+                    self.outbox
+                        .accept(Publish::retained(topic, payload), connected);
                 }
             }
-            if connection.borrow().connected {
-                blocked = !self.drain();
+            for message in transient {
+                let dropped = self.outbox.accept(message, connected);
+                self.dropped(dropped);
             }
-            if !self.has_work() {
+            if connected {
+                // Set before trying, so a request rumqttc takes meanwhile is not missed.
+                shared.space_wanted.store(true, Ordering::Release);
+                let (client, qos) = (&self.client, self.qos);
+                let before = self.outbox.queued();
+                let drained = self.outbox.drain(|p| {
+                    client
+                        .try_publish(
+                            &p.topic,
+                            qos,
+                            p.retain,
+                            p.payload.clone(),
+                            p.correlation.clone(),
+                        )
+                        .inspect_err(|e| {
+                            if let TryError::Other(e) = e {
+                                warn!(topic = %p.topic, error = %e, "cannot publish");
+                            }
+                        })
+                });
+                blocked = drained.blocked;
+                if !blocked {
+                    shared.space_wanted.store(false, Ordering::Release);
+                }
+                self.stats
+                    .published
+                    .fetch_add(drained.sent, Ordering::Relaxed);
+                self.left_backlog(before - self.outbox.queued());
+            }
+            if shared.backlog.load(Ordering::Relaxed) < LOW_WATER {
+                shared.room.notify_waiters();
+            }
+            if !self.outbox.has_work() {
                 for done in flushes.drain(..) {
                     let _ = done.send(());
                 }
@@ -512,131 +601,31 @@ impl Outbox {
         }
     }
 
-    fn has_work(&self) -> bool {
-        !self.dirty_first.is_empty() || !self.dirty.is_empty() || !self.queue.is_empty()
+    /// `count` events or responses left the outbox (sent or dropped); producers counted them in.
+    fn left_backlog(&self, count: usize) {
+        let _ = self
+            .shared
+            .backlog
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(count))
+            });
     }
 
-    fn accept(&mut self, p: Publish) {
-        if p.retain {
-            if self.retained.get(&p.topic) == Some(&p.payload) {
-                return;
-            }
-            self.retained.insert(p.topic.clone(), p.payload);
-            self.mark_dirty(p.topic);
-        } else {
-            if self.queue.len() >= self.capacity {
-                self.queue.pop_front();
-                let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if dropped.is_power_of_two() {
-                    warn!(
-                        dropped,
-                        capacity = self.capacity,
-                        "outbox full while the broker is away: dropping the oldest events"
-                    );
-                }
-            }
-            self.queue.push_back(p);
+    /// Counts (and now and then logs) events and responses dropped past the bounds.
+    fn dropped(&self, count: u64) {
+        if count == 0 {
+            return;
         }
-    }
-
-    /// Takes back what the MQTT client held when the connection broke. Events and responses go
-    /// before everything queued since (they are older), within the same bound; retained values
-    /// are republished after the reconnect anyway, except a deletion (empty payload) that the
-    /// outbox already forgot, which is queued again.
-    fn take_back(&mut self, unsent: Vec<Publish>) {
-        for p in unsent.into_iter().rev() {
-            if p.retain {
-                if p.payload.is_empty() && !self.retained.contains_key(&p.topic) {
-                    self.retained.insert(p.topic.clone(), p.payload);
-                    self.mark_dirty(p.topic);
-                }
-            } else if self.queue.len() >= self.capacity {
-                // The oldest of all: the one not taken back.
-                let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if dropped.is_power_of_two() {
-                    warn!(
-                        dropped,
-                        capacity = self.capacity,
-                        "outbox full while the broker is away: dropping the oldest events"
-                    );
-                }
-            } else {
-                self.queue.push_front(p);
-            }
+        self.left_backlog(count as usize);
+        let before = self.stats.dropped.fetch_add(count, Ordering::Relaxed);
+        let total = before + count;
+        // Logged when the total crosses a power of two: a few lines, however long the outage.
+        if (before + 1).next_power_of_two() <= total {
+            warn!(
+                dropped = total,
+                event_buffer = self.event_buffer,
+                "outbox full: dropping the oldest events and responses"
+            );
         }
-    }
-
-    fn mark_dirty(&mut self, topic: String) {
-        if self.dirty_set.insert(topic.clone()) {
-            let first = self
-                .first_prefix
-                .as_deref()
-                .is_some_and(|prefix| topic.starts_with(prefix));
-            if first {
-                self.dirty_first.push_back(topic);
-            } else {
-                self.dirty.push_back(topic);
-            }
-        }
-    }
-
-    fn mark_all_dirty(&mut self) {
-        let mut topics: Vec<String> = self.retained.keys().cloned().collect();
-        topics.sort_unstable();
-        for topic in topics {
-            self.mark_dirty(topic);
-        }
-    }
-
-    /// Hands queued messages to rumqttc; `false` when its channel is full.
-    fn drain(&mut self) -> bool {
-        while let Some(topic) = self
-            .dirty_first
-            .front()
-            .or_else(|| self.dirty.front())
-            .cloned()
-        {
-            let payload = self.retained.get(&topic).cloned().unwrap_or_default();
-            match self
-                .client
-                .try_publish(&topic, self.qos, true, payload.clone(), None)
-            {
-                Ok(()) => {
-                    self.stats.published.fetch_add(1, Ordering::Relaxed);
-                    if !self.dirty_first.is_empty() {
-                        self.dirty_first.pop_front();
-                    } else {
-                        self.dirty.pop_front();
-                    }
-                    self.dirty_set.remove(&topic);
-                    // An empty retained payload deletes the topic at the broker; no need to
-                    // remember it.
-                    if payload.is_empty() {
-                        self.retained.remove(&topic);
-                    }
-                }
-                Err(TryError::Full) => return false,
-                Err(TryError::Other(e)) => {
-                    warn!(%topic, error = %e, "cannot publish");
-                    return false;
-                }
-            }
-        }
-        while let Some(p) = self.queue.front() {
-            match self.client.try_publish(
-                &p.topic,
-                self.qos,
-                false,
-                p.payload.clone(),
-                p.correlation.clone(),
-            ) {
-                Ok(()) => {
-                    self.stats.published.fetch_add(1, Ordering::Relaxed);
-                    self.queue.pop_front();
-                }
-                Err(_) => return false,
-            }
-        }
-        true
     }
 }

@@ -2,6 +2,7 @@
 
 mod client;
 mod link;
+mod outbox;
 mod topics;
 
 pub use client::{TlsOptions, Version};

@@ -475,3 +475,37 @@ async fn replies_without_request_id_are_matched_by_method() {
         assert_eq!(reply.request_id, None);
     }
 }
+
+#[tokio::test]
+async fn the_event_stream_slows_the_room_down_instead_of_losing_events() {
+    const BURST: u64 = 3_000;
+    let room = sim().await;
+    let client = online(&room).await;
+    // A tiny stream, so the client must stop reading the socket many times during the burst;
+    // and a broadcast subscriber that never reads, which may lag without holding anyone up.
+    let mut stream = client.event_stream(4);
+    let mut idle_subscriber = client.events();
+    for seq in 0..BURST {
+        room.emit_raw(json!({"method": "event", "event": "burstEvent", "seq": seq}));
+    }
+    let mut next = 0;
+    within(WAIT, "the whole burst through the event stream", async {
+        while next < BURST {
+            let event = stream.recv().await.expect("stream open");
+            if event.name == "burstEvent" {
+                assert_eq!(event.fields["seq"], json!(next), "in order, none missing");
+                next += 1;
+            }
+        }
+    })
+    .await;
+    assert!(matches!(
+        idle_subscriber.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))
+    ));
+    assert!(client.link().borrow().is_online());
+    client
+        .request("getAppState", Default::default())
+        .await
+        .expect("still serving requests");
+}

@@ -132,6 +132,8 @@ pub(crate) struct Shared {
     /// Set while a session is authenticated: requests are refused at once otherwise.
     pub(crate) accepting: AtomicBool,
     pub(crate) events: broadcast::Sender<Arc<Event>>,
+    /// The lossless consumer, if any ([`RoomClient::event_stream`]).
+    pub(crate) event_stream: Mutex<Option<mpsc::Sender<Arc<Event>>>>,
     pub(crate) state: watch::Sender<RoomState>,
     pub(crate) link: watch::Sender<LinkState>,
     pub(crate) http_token: Mutex<Option<Secret>>,
@@ -193,8 +195,9 @@ impl Shared {
 }
 
 /// Capacity of the event fan-out; a subscriber that falls further behind is told how many it
-/// missed (`RecvError::Lagged`).
-const EVENT_CAPACITY: usize = 4096;
+/// missed (`RecvError::Lagged`). Preallocated per client, so kept small: a consumer that must
+/// not miss events uses [`RoomClient::event_stream`] instead.
+const EVENT_CAPACITY: usize = 256;
 /// Requests queued towards the session task before callers wait.
 const COMMAND_CAPACITY: usize = 4096;
 
@@ -222,6 +225,7 @@ impl RoomClient {
             commands,
             accepting: AtomicBool::new(false),
             events,
+            event_stream: Mutex::new(None),
             state: watch::Sender::new(RoomState::default()),
             link: watch::Sender::new(LinkState::Connecting),
             http_token: Mutex::new(None),
@@ -318,9 +322,23 @@ impl RoomClient {
     }
 
     /// Subscribes to the Room's notifications. Every event arrives, unknown ones included; a
-    /// subscriber that lags more than 4,096 events behind is told how many it missed.
+    /// subscriber that lags more than 256 events behind is told how many it missed.
     pub fn events(&self) -> broadcast::Receiver<Arc<Event>> {
         self.shared.events.subscribe()
+    }
+
+    /// The Room's notifications without loss, for one consumer that must see them all (the
+    /// bridge's publisher). When `capacity` events wait unread, the client stops reading the
+    /// WebSocket until the consumer catches up, so TCP flow control slows the Room down instead
+    /// of events being dropped. Replies wait behind those events too, so a consumer that stops
+    /// reading for longer than the keepalive makes the link drop. A second call replaces the
+    /// first stream.
+    pub fn event_stream(&self, capacity: usize) -> mpsc::Receiver<Arc<Event>> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        if let Ok(mut stream) = self.shared.event_stream.lock() {
+            *stream = Some(tx);
+        }
+        rx
     }
 
     /// Watches the Room state model.

@@ -27,7 +27,7 @@ use super::discovery::{DEFAULT_WS_PORT, discover};
 use super::error::RoomError;
 use crate::backoff::Backoff;
 use crate::protocol::{
-    AppState, EventKind, Incoming, MAX_FRAME_BYTES, Response, encode_request, parse_incoming,
+    AppState, Event, EventKind, Incoming, MAX_FRAME_BYTES, Response, encode_request, parse_incoming,
 };
 use crate::secret::Secret;
 
@@ -258,6 +258,9 @@ struct Session {
     by_method: HashMap<String, VecDeque<String>>,
     next_id: u64,
     last_heard: Instant,
+    /// An event the lossless consumer had no room for: the socket is not read until it is
+    /// delivered (backpressure instead of loss).
+    held: Option<(mpsc::Sender<Arc<Event>>, Arc<Event>)>,
 }
 
 impl Session {
@@ -269,6 +272,7 @@ impl Session {
             by_method: HashMap::new(),
             next_id: 0,
             last_heard: Instant::now(),
+            held: None,
         }
     }
 
@@ -285,13 +289,20 @@ impl Session {
         self.shared.accepting.store(true, Ordering::Release);
         let resync = tokio::spawn(resync(self.shared.clone()));
         let end = loop {
+            let held_tx = self.held.as_ref().map(|(tx, _)| tx.clone());
             tokio::select! {
                 _ = cancel.cancelled() => {
                     // Best effort clean close, bounded.
                     let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.close(None)).await;
                     break End::Stopped;
                 }
-                frame = self.socket.next() => {
+                permit = reserve_held(held_tx), if self.held.is_some() => {
+                    let held = self.held.take();
+                    if let (Ok(permit), Some((_, event))) = (permit, held) {
+                        permit.send(event);
+                    }
+                }
+                frame = self.socket.next(), if self.held.is_none() => {
                     self.last_heard = Instant::now();
                     match frame {
                         Some(Ok(Message::Text(text))) => {
@@ -401,6 +412,26 @@ impl Session {
         outcome.unwrap_or_else(|_| Err("the Room stopped reading".into()))
     }
 
+    /// Hands an event to the broadcast subscribers and the lossless consumer. When the latter
+    /// is full the event is held and the socket is not read until it is taken.
+    fn deliver(&mut self, event: Arc<Event>) {
+        if self.shared.events.receiver_count() > 0 {
+            let _ = self.shared.events.send(event.clone());
+        }
+        let Ok(mut stream) = self.shared.event_stream.lock() else {
+            return;
+        };
+        let Some(tx) = stream.as_ref() else {
+            return;
+        };
+        match tx.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => self.held = Some((tx.clone(), event)),
+            // The consumer is gone: stop feeding it.
+            Err(mpsc::error::TrySendError::Closed(_)) => *stream = None,
+        }
+    }
+
     /// Handles one text frame; returns `Some` when the session must end.
     fn on_text(&mut self, text: &str) -> Option<End> {
         match parse_incoming(text) {
@@ -429,7 +460,7 @@ impl Session {
                 self.shared
                     .state
                     .send_if_modified(|s| s.apply_event(&event));
-                let _ = self.shared.events.send(Arc::new(event));
+                self.deliver(Arc::new(event));
                 if follow_up {
                     self.follow_up_conference();
                 }
@@ -541,4 +572,17 @@ async fn resync(shared: Arc<Shared>) {
         }
     }
     shared.link.send_replace(LinkState::Online);
+}
+
+/// Waits until the lossless consumer has room for the held event.
+async fn reserve_held(
+    tx: Option<mpsc::Sender<Arc<Event>>>,
+) -> Result<mpsc::OwnedPermit<Arc<Event>>, mpsc::error::SendError<()>> {
+    match tx {
+        Some(tx) => tx
+            .reserve_owned()
+            .await
+            .map_err(|_| mpsc::error::SendError(())),
+        None => std::future::pending().await,
+    }
 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::command::{self, Command};
 use super::ownership::Ownership;
@@ -120,6 +120,10 @@ impl DiscoveryInputs {
     }
 }
 
+/// Events the Room client may hand over before it stops reading the Room: enough to ride over
+/// scheduling hiccups, small enough that backpressure reaches the Room quickly.
+const EVENT_STREAM: usize = 1024;
+
 /// Publishes availability, state, discovery and events of one room until cancelled.
 pub(crate) async fn publish_loop(
     ctx: RoomContext,
@@ -128,7 +132,7 @@ pub(crate) async fn publish_loop(
 ) {
     let mut state_rx = ctx.client.state();
     let mut link_rx = ctx.client.link();
-    let mut events = ctx.client.events();
+    let mut events = ctx.client.event_stream(EVENT_STREAM);
     let mut discovery_inputs = None;
 
     let publish_link = |state: &LinkState| {
@@ -161,22 +165,22 @@ pub(crate) async fn publish_loop(
                 let state = link_rx.borrow_and_update().clone();
                 publish_link(&state);
             }
-            event = events.recv() => match event {
-                Ok(event) => {
-                    let payload = if event.fields.keys().any(|k| SECRET_FIELDS.contains(&k.as_str())) {
-                        redact(&Value::Object(event.fields.clone())).to_string()
-                    } else {
-                        event.to_json()
-                    };
-                    ctx.link.publish(Publish::transient(ctx.topics.event(&ctx.id, &event.name), payload));
-                    ctx.stats.events.fetch_add(1, Ordering::Relaxed);
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                // Backpressure: while the broker is connected but behind, wait for it; the Room
+                // client stops reading meanwhile, so nothing is dropped on the way.
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = ctx.link.ready() => {}
                 }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    ctx.stats.events_lagged.fetch_add(missed, Ordering::Relaxed);
-                    warn!(room = %ctx.id, missed, "fell behind the Room's events; some were not published");
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            },
+                let payload = if event.fields.keys().any(|k| SECRET_FIELDS.contains(&k.as_str())) {
+                    redact(&Value::Object(event.fields.clone())).to_string()
+                } else {
+                    event.to_json()
+                };
+                ctx.link.publish(Publish::transient(ctx.topics.event(&ctx.id, &event.name), payload));
+                ctx.stats.events.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -99,14 +99,17 @@ pub async fn command_latency(
             }
         }
     }
-    let floor = Summary::of_ns(&mut floor);
-    let bridge = Summary::of_ns(&mut bridge);
+    let mut floor_samples = floor;
+    let mut bridge_samples = bridge;
+    let floor = Summary::of_ns(&mut floor_samples);
+    let bridge = Summary::of_ns(&mut bridge_samples);
     rows.push(LatencyRow {
         path: "floor round trip (echo)",
         rate: 0.0,
         achieved: 0.0,
         sent: n,
         summary: floor,
+        samples: floor_samples,
     });
     rows.push(LatencyRow {
         path: "command via bridge",
@@ -114,6 +117,7 @@ pub async fn command_latency(
         achieved: 0.0,
         sent: n,
         summary: bridge,
+        samples: bridge_samples,
     });
     let mut line = Line::new("command_latency");
     line.put("commands", n as f64);

@@ -74,7 +74,7 @@ pub async fn floor_at(
     broker_port: u16,
     rate: f64,
     n: u64,
-) -> (Summary, f64) {
+) -> (Summary, f64, Vec<u64>) {
     let (_sub, mut rx) = connect(s.client(broker_port, "bench-floor-sub", &["bench/floor"])).await;
     let (qos, nodelay) = (s.qos, s.nodelay);
     // The publisher runs on the bridge's runtime, in the bridge's place.
@@ -94,10 +94,15 @@ pub async fn floor_at(
     let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / rate + 5.0);
     let mut samples = collect_latencies(&mut rx, n, deadline, |t| t == "bench/floor").await;
     let achieved = sender.await.unwrap_or(0.0);
-    (Summary::of_ns(&mut samples), achieved)
+    (Summary::of_ns(&mut samples), achieved, samples)
 }
 
-pub async fn event_at(s: &Settings, shared: &Shared, rate: f64, n: u64) -> (Summary, f64) {
+pub async fn event_at(
+    s: &Settings,
+    shared: &Shared,
+    rate: f64,
+    n: u64,
+) -> (Summary, f64, Vec<u64>) {
     let topic = format!("trueconf/{ROOM}/event/benchEvent");
     let filter = format!("trueconf/{ROOM}/event/#");
     let (_sub, mut rx) = connect(s.client(shared.broker.port, "bench-event-sub", &[&filter])).await;
@@ -107,7 +112,7 @@ pub async fn event_at(s: &Settings, shared: &Shared, rate: f64, n: u64) -> (Summ
     let deadline = Instant::now() + Duration::from_secs_f64(n as f64 / rate + 5.0);
     let mut samples = collect_latencies(&mut rx, n, deadline, |t| t == topic).await;
     let achieved = sender.await.unwrap_or(0.0);
-    (Summary::of_ns(&mut samples), achieved)
+    (Summary::of_ns(&mut samples), achieved, samples)
 }
 
 pub async fn latency_scenarios(
@@ -122,13 +127,14 @@ pub async fn latency_scenarios(
     for &rate in &s.rates {
         let n = (rate * s.latency_seconds).round().max(1.0) as u64;
         let r = format!("r{}_", int(rate));
-        let (floor, floor_rate) = floor_at(s, rt, shared.broker.port, rate, n).await;
+        let (floor, floor_rate, floor_samples) = floor_at(s, rt, shared.broker.port, rate, n).await;
         rows.push(LatencyRow {
             path: "floor (raw mosquitto)",
             rate,
             achieved: floor_rate,
             sent: n,
             summary: floor,
+            samples: floor_samples,
         });
         if s.wants("floor_latency") {
             floor_line.put(format!("{r}rate_per_s"), rate);
@@ -136,13 +142,14 @@ pub async fn latency_scenarios(
             put_summary(&mut floor_line, &r, &floor);
         }
         if s.wants("event_latency") {
-            let (event, event_rate) = event_at(s, shared, rate, n).await;
+            let (event, event_rate, event_samples) = event_at(s, shared, rate, n).await;
             rows.push(LatencyRow {
                 path: "event via bridge",
                 rate,
                 achieved: event_rate,
                 sent: n,
                 summary: event,
+                samples: event_samples,
             });
             event_line.put(format!("{r}rate_per_s"), rate);
             event_line.put(format!("{r}lost"), (n - event.n as u64) as f64);

@@ -34,11 +34,14 @@ mod command;
 mod common;
 mod idle;
 mod latency;
+mod plot;
+mod python_client;
 mod report;
 mod rooms;
 mod throughput;
 mod under_test;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rumqttc::QoS;
@@ -71,6 +74,11 @@ pub struct Settings {
     pub nodelay: bool,
     pub broker_nodelay: bool,
     pub event_buffer: usize,
+    pub client_method: String,
+    pub client_commands: u64,
+    pub py_commands: u64,
+    pub client_idle_seconds: f64,
+    pub python: Option<PathBuf>,
 }
 
 impl Settings {
@@ -86,7 +94,7 @@ impl Settings {
         Settings {
             scenarios: list(
                 "BENCH_SCENARIOS",
-                "floor_latency,event_latency,command_latency,throughput,rooms,idle",
+                "floor_latency,event_latency,command_latency,throughput,rooms,idle,python_client",
             ),
             rates: list("BENCH_RATES", "100,1000")
                 .iter()
@@ -109,6 +117,12 @@ impl Settings {
             nodelay: env_u64("BENCH_NODELAY", 1) != 0,
             broker_nodelay: env_u64("BENCH_BROKER_NODELAY", 1) != 0,
             event_buffer: env_u64("BENCH_EVENT_BUFFER", 1000).max(1) as usize,
+            client_method: std::env::var("BENCH_CLIENT_METHOD")
+                .unwrap_or_else(|_| "getMicMute".into()),
+            client_commands: env_u64("BENCH_CLIENT_COMMANDS", 2000).max(1),
+            py_commands: env_u64("BENCH_PY_COMMANDS", 100).max(1),
+            client_idle_seconds: env_f64("BENCH_CLIENT_IDLE_SECONDS", 3.0).max(0.5),
+            python: std::env::var_os("BENCH_PYTHON").map(PathBuf::from),
         }
     }
 
@@ -134,14 +148,19 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-fn output_path() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("bench").join("bridge.json")
+/// Cargo's target directory (`CARGO_TARGET_DIR` or `target/` of the crate).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
 fn main() {
+    if let Ok(port) = std::env::var(python_client::CHILD_ENV) {
+        // This binary started again as the Rust client's process of `python_client`.
+        python_client::child(&port);
+        return;
+    }
     let settings = Settings::from_env();
     let (cpus, model) = common::machine();
     let load_start = loadavg();
@@ -169,7 +188,7 @@ fn main() {
         .expect("harness runtime");
     let rt = bridge_rt.handle().clone();
 
-    let (lines, rows) = harness_rt.block_on(async move {
+    let (lines, rows, client_panel) = harness_rt.block_on(async move {
         tokio::spawn(async move {
             let s = &settings;
             let mut lines = Vec::new();
@@ -208,10 +227,14 @@ fn main() {
             if s.wants("idle") {
                 idle::idle(s, &rt, &mut lines).await;
             }
+            let mut client_panel = None;
+            if s.wants("python_client") {
+                client_panel = python_client::python_client(s, &mut lines).await;
+            }
             if s.wants("rooms") {
                 rooms::rooms(s, &rt, &mut lines).await;
             }
-            (lines, rows)
+            (lines, rows, client_panel)
         })
         .await
         .expect("benchmark task")
@@ -243,13 +266,28 @@ fn main() {
         },
         "scenarios": scenarios,
     });
-    let path = output_path();
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
+    let dir = target_dir().join("bench");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("bridge.json");
     match std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()) {
         Ok(()) => println!("wrote {}", path.display()),
         Err(e) => println!("cannot write {}: {e}", path.display()),
+    }
+    let mut panels = plot::latency_panels(&rows);
+    panels.extend(client_panel);
+    if !panels.is_empty() {
+        let path = dir.join("latency.svg");
+        let title = format!(
+            "trueconf2mqtt latency, {cpus} CPUs, QoS {}, load average {load_start}",
+            match Settings::from_env().qos {
+                QoS::AtMostOnce => 0,
+                _ => 1,
+            }
+        );
+        match plot::write(&path, &title, &panels) {
+            Ok(()) => println!("wrote {}", path.display()),
+            Err(e) => println!("cannot write {}: {e}", path.display()),
+        }
     }
     harness_rt.shutdown_timeout(Duration::from_secs(2));
     bridge_rt.shutdown_timeout(Duration::from_secs(2));

@@ -60,6 +60,8 @@ pub struct LatencyRow {
     pub achieved: f64,
     pub sent: u64,
     pub summary: Summary,
+    /// Every latency measured, in nanoseconds, sorted (for the plot).
+    pub samples: Vec<u64>,
 }
 
 pub fn print_tables(rows: &[LatencyRow], lines: &[Line]) {
@@ -193,6 +195,53 @@ pub fn print_tables(rows: &[LatencyRow], lines: &[Line]) {
                     v("process_wakeups_per_s"),
                     v("process_ctxt_switches_per_s"),
                     v("broker_cpu_pct")
+                );
+            }
+            "python_client" => {
+                println!();
+                println!(
+                    "=== Room clients, each in its own process, one request at a time against \
+                     the same simulator ==="
+                );
+                println!(
+                    "{:<36} {:>10} {:>11} {:>9} {:>10} {:>9} {:>9} {:>8} {:>6} {:>9}",
+                    "client",
+                    "connect µs",
+                    "1st resp µs",
+                    "requests",
+                    "req/s",
+                    "p50 µs",
+                    "p99 µs",
+                    "idle MiB",
+                    "CPU %",
+                    "wakeups/s"
+                );
+                let row = |label: &str, p: &str, idle: &str| {
+                    if line.get(&format!("{p}commands")).is_none() {
+                        return;
+                    }
+                    println!(
+                        "{:<36} {:>10} {:>11} {:>9} {:>10} {:>9} {:>9} {:>8} {:>6} {:>9}",
+                        label,
+                        v(&format!("{p}connect_us")),
+                        v(&format!("{p}first_response_us")),
+                        v(&format!("{p}commands")),
+                        v(&format!("{p}commands_per_s")),
+                        v(&format!("{p}p50_us")),
+                        v(&format!("{p}p99_us")),
+                        v(&format!("{idle}idle_rss_mb")),
+                        v(&format!("{idle}idle_cpu_pct")),
+                        v(&format!("{idle}idle_wakeups_per_s")),
+                    );
+                };
+                row("Rust RoomClient", "rust_", "rust_");
+                row("official Python, library API", "py_", "py_");
+                row("official Python, straight to socket", "py_direct_", "-");
+                println!(
+                    "(library API: room.command()/room.methods.*, sent by a thread that takes one \
+                     command off a queue every 50 ms; straight to socket: the library's private \
+                     __send_to_websocket, same process; idle: RSS, CPU and wakeups of the whole \
+                     client process)"
                 );
             }
             _ => {}

@@ -349,6 +349,7 @@ fn pem_file(
 ) -> Option<PathBuf> {
     let raw = p.opt_string(s, name)?;
     let path = resolve(&raw, creds);
+    let shown = file_subject(&raw, &path, creds);
     let key = s.key(name);
     let (expected, marker) = match kind {
         Pem::Certificate => (
@@ -363,7 +364,7 @@ fn pem_file(
     match std::fs::read(&path) {
         Err(e) => p.push(
             &key,
-            format!("cannot read {}: {}", path.display(), io_reason(&e)),
+            format!("cannot read {shown}: {}", io_reason(&e)),
             expected,
         ),
         Ok(bytes) => {
@@ -371,18 +372,11 @@ fn pem_file(
             if !text.contains(marker) {
                 p.push(
                     &key,
-                    format!(
-                        "{} does not look like a PEM file ({marker} not found)",
-                        path.display()
-                    ),
+                    format!("{shown} does not look like a PEM file ({marker} not found)"),
                     expected,
                 );
             } else if text.contains("ENCRYPTED PRIVATE KEY") {
-                p.push(
-                    &key,
-                    format!("{} holds an encrypted key", path.display()),
-                    expected,
-                );
+                p.push(&key, format!("{shown} holds an encrypted key"), expected);
             }
         }
     }
@@ -401,6 +395,30 @@ fn resolve(raw: &str, creds: Option<&Path>) -> PathBuf {
     }
 }
 
+/// How errors name the file of a `*_file` key. A value that names something on disk, or that is
+/// written as a path (a `/` in it) into an existing directory other than `/`, is a file name and
+/// is shown. Anything else may be the secret itself typed into the wrong key (`pin_file =
+/// "0123"`, a pasted PEM block), so it is never quoted: the error speaks of "the file this key
+/// names" and at most of `$CREDENTIALS_DIRECTORY`, where a bare name is looked up.
+fn file_subject(raw: &str, path: &Path, creds: Option<&Path>) -> String {
+    let in_a_directory = || {
+        path.parent()
+            .filter(|dir| dir.parent().is_some())
+            .is_some_and(Path::is_dir)
+    };
+    if path.symlink_metadata().is_ok() || (raw.contains('/') && in_a_directory()) {
+        return path.display().to_string();
+    }
+    let place = match creds {
+        Some(dir) if Path::new(raw).is_relative() => format!(" in {}", dir.display()),
+        _ => String::new(),
+    };
+    format!(
+        "the file this key names{place} (the name is not shown: it does not look like a path \
+         and may be a secret typed into the wrong key)"
+    )
+}
+
 /// A short reason for an I/O error.
 pub(super) fn io_reason(e: &io::Error) -> String {
     match e.kind() {
@@ -412,13 +430,12 @@ pub(super) fn io_reason(e: &io::Error) -> String {
     }
 }
 
-/// Reads a secret file, removing one trailing newline (`\n` or `\r\n`). Errors name the path,
-/// never the content.
-fn read_secret(path: &Path) -> Result<Secret, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read {}: {}", path.display(), io_reason(&e)))?;
-    let mut text =
-        String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
+/// Reads a secret file, removing one trailing newline (`\n` or `\r\n`). Errors name the file as
+/// `shown` ([`file_subject`]), never the content.
+fn read_secret(path: &Path, shown: &str) -> Result<Secret, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read {shown}: {}", io_reason(&e)))?;
+    let mut text = String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text"))?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
@@ -426,7 +443,7 @@ fn read_secret(path: &Path) -> Result<Secret, String> {
         }
     }
     if text.is_empty() {
-        return Err(format!("{} is empty", path.display()));
+        return Err(format!("{shown} is empty"));
     }
     Ok(Secret::new(text))
 }
@@ -457,7 +474,7 @@ fn secret_pair(
         (Some(secret), None) => (Some(secret), None),
         (None, Some(raw)) => {
             let path = resolve(&raw, creds);
-            match read_secret(&path) {
+            match read_secret(&path, &file_subject(&raw, &path, creds)) {
                 Ok(secret) => (Some(secret), Some(path)),
                 Err(message) => {
                     p.push(s.key(file_name), message, SECRET_FILE_EXPECTED);

@@ -348,6 +348,70 @@ fn unreadable_or_empty_secret_file_names_the_path() {
 }
 
 #[test]
+fn a_secret_typed_into_a_file_key_is_never_quoted() {
+    let dir = temp_dir();
+    let creds = dir.to_str().unwrap();
+    // (key, value, under systemd's credentials): values that do not look like paths to anything.
+    let cases = [
+        ("rooms[0].pin_file", "0123", false),
+        ("rooms[0].pin_file", "0123", true),
+        ("mqtt.password_file", "s3cr/et+Pa55", false),
+        ("mqtt.password_file", "/Zx9secret", false),
+        (
+            "mqtt.tls.ca_file",
+            "-----BEGIN CERTIFICATE-----MIIB/x+y",
+            false,
+        ),
+    ];
+    for (key, value, under_systemd) in cases {
+        let pairs: &[(&str, &str)] = if under_systemd {
+            &[("CREDENTIALS_DIRECTORY", creds)]
+        } else {
+            &[]
+        };
+        let text = match key {
+            "rooms[0].pin_file" => format!("{MINIMAL}pin_file = {value:?}\n"),
+            "mqtt.password_file" => {
+                format!("[mqtt]\nusername = \"u\"\npassword_file = {value:?}\n{MINIMAL}")
+            }
+            _ => format!("[mqtt.tls]\nca_file = {value:?}\n{MINIMAL}"),
+        };
+        let err = load(&text, pairs).unwrap_err();
+        assert_eq!(keys(err.problems()), [key], "{err}");
+        let shown = err.to_string();
+        assert!(!shown.contains(value), "{key} = {value:?} quoted: {shown}");
+        assert!(
+            shown.contains("cannot read the file this key names"),
+            "{shown}"
+        );
+        assert!(shown.contains("no such file"), "{shown}");
+        if under_systemd {
+            assert!(shown.contains(&format!("names in {creds} (")), "{shown}");
+        }
+    }
+    // Real paths are named: an existing file, or a missing one in an existing directory.
+    write(&dir, "empty", "\n");
+    let err = load(
+        &format!("{MINIMAL}pin_file = \"empty\"\n"),
+        &[("CREDENTIALS_DIRECTORY", creds)],
+    )
+    .unwrap_err();
+    let empty = dir.join("empty").display().to_string();
+    assert!(
+        err.to_string().contains(&format!("{empty} is empty")),
+        "{err}"
+    );
+    let missing = dir.join("pin").display().to_string();
+    let err = load(&format!("{MINIMAL}pin_file = {missing:?}\n"), &[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("cannot read {missing}: no such file")),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn pin_and_pin_file_together_is_a_problem() {
     let text = format!("{MINIMAL}pin = \"1234\"\npin_file = \"/run/secrets/pin\"\n");
     let p = problems(&text, &[]);

@@ -13,5 +13,8 @@ mod secrets;
 
 pub use catalog::{ParamError, catalog};
 pub use event::{AppState, Device, Event, EventKind, Participant};
-pub use frame::{FrameError, Incoming, MAX_FRAME_BYTES, Response, encode_request, parse_incoming};
+pub use frame::{
+    FrameError, Incoming, MAX_FRAME_BYTES, Response, encode_request, parse_incoming,
+    websocket_config,
+};
 pub use secrets::{SECRET_FIELDS, redact};

@@ -17,7 +17,6 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -27,7 +26,8 @@ use super::discovery::{DEFAULT_WS_PORT, discover};
 use super::error::RoomError;
 use crate::backoff::Backoff;
 use crate::protocol::{
-    AppState, Event, EventKind, Incoming, MAX_FRAME_BYTES, Response, encode_request, parse_incoming,
+    AppState, Event, EventKind, Incoming, MAX_FRAME_BYTES, Response, encode_request,
+    parse_incoming, websocket_config,
 };
 use crate::secret::Secret;
 
@@ -179,10 +179,7 @@ async fn connect_and_authenticate(shared: &Shared) -> Result<Socket, RoomError> 
         },
     };
     let url = format!("ws://{}:{ws_port}/", options.host);
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES))
-        .max_write_buffer_size(4 * MAX_FRAME_BYTES);
+    let config = websocket_config(4 * MAX_FRAME_BYTES);
     let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
     let (mut socket, _) = tokio::time::timeout_at(deadline, connect)
         .await

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::MAX_FRAME_BYTES;
+use crate::protocol::websocket_config;
 
 use super::room::{ConnId, OUTBOUND_QUEUE, Outbound, Shared};
 
@@ -46,10 +46,7 @@ const READ_HEADROOM: usize = 256;
 const MAX_WRITE_BUFFER: usize = 8 << 20;
 
 fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(MAX_FRAME_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES))
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
+    websocket_config(MAX_WRITE_BUFFER)
 }
 
 /// Waits until the half-open fault is off. Returns `false` if the room is gone.

@@ -28,7 +28,18 @@ struct Instance {
 }
 
 impl Instance {
+    /// An instance with `mqtt.instance = name`.
     fn start(name: &'static str, broker_port: u16, rooms: &[(&str, &SimRoom)]) -> Instance {
+        Instance::launch(name, Some(name), broker_port, rooms)
+    }
+
+    /// A bridge without `mqtt.instance` (claims carry its client id) when `instance` is `None`.
+    fn launch(
+        name: &'static str,
+        instance: Option<&str>,
+        broker_port: u16,
+        rooms: &[(&str, &SimRoom)],
+    ) -> Instance {
         let rooms = rooms
             .iter()
             .map(|(id, sim)| {
@@ -63,7 +74,7 @@ impl Instance {
         };
         let shutdown = CancellationToken::new();
         let (bridge, tasks) =
-            bridge::start_instance(options, Some(name.to_owned()), shutdown.clone());
+            bridge::start_instance(options, instance.map(str::to_owned), shutdown.clone());
         Instance {
             name,
             bridge,
@@ -388,4 +399,39 @@ async fn two_instances_started_together_with_the_same_room_settle_on_one() {
     assert_eq!(shared.authenticated_connections(), 1);
     east.stop().await;
     west.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_lone_bridge_for_the_same_room_steps_back() {
+    // Two bridges without `mqtt.instance` (a second deployment by mistake): each serves its
+    // Rooms from the start, without waiting for the broker, and the later one steps back as soon
+    // as it sees the earlier one's live claim, so the Room ends up with one controller.
+    let broker = Broker::start();
+    let room = sim().await;
+    let mut first = Instance::launch("first", None, broker.port, &[("r1", &room)]);
+    assert_eq!(first.bridge.ownership("r1"), Some(Ownership::Owned));
+    wait_until(WAIT, "the first bridge connected to the Room", || {
+        room.authenticated_connections() == 1
+    })
+    .await;
+    let mut second = Instance::launch("second", None, broker.port, &[("r1", &room)]);
+    wait_until(WAIT, "the second bridge stepped back", || {
+        matches!(
+            second.bridge.ownership("r1"),
+            Some(Ownership::Refused { ref by, .. }) if by == first.bridge.instance()
+        )
+    })
+    .await;
+    wait_until(WAIT, "the first bridge serves the Room, alone", || {
+        first
+            .bridge
+            .room("r1")
+            .is_some_and(|c| c.link().borrow().is_online())
+            && room.authenticated_connections() == 1
+            && second.bridge.room("r1").is_none()
+    })
+    .await;
+    assert_eq!(first.bridge.ownership("r1"), Some(Ownership::Owned));
+    second.stop().await;
+    first.stop().await;
 }

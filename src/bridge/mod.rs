@@ -242,7 +242,13 @@ pub fn start_instance(
         intent: false,
     };
     let ids: Vec<String> = options.rooms.iter().map(|r| r.id.clone()).collect();
-    let (claims, mut ownerships) = Claims::new(me.clone(), topics.clone(), link.clone(), &ids);
+    let (claims, mut ownerships) = Claims::new(
+        me.clone(),
+        topics.clone(),
+        link.clone(),
+        &ids,
+        instance.is_none(),
+    );
     let ownership_changes = claims.changes();
     let (claims_tx, claims_rx) = mpsc::channel(1024);
 

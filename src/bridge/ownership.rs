@@ -54,7 +54,14 @@ use crate::mqtt::{Inbound, MqttLink, Publish, Topics};
 pub const SETTLE: Duration = Duration::from_millis(700);
 /// An intent whose echo did not come back (the connection broke meanwhile) is sent again.
 const RESEND_INTENT: Duration = Duration::from_secs(3);
-const TICK: Duration = Duration::from_millis(100);
+
+/// Sleeps until `deadline` (never called without one).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Whether this instance serves a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,23 +141,29 @@ pub(crate) struct Claims {
 }
 
 impl Claims {
-    /// Claims for `rooms`; every room starts [`Ownership::Pending`] and nothing is sent before
-    /// [`Claims::run`].
+    /// Claims for `rooms`; nothing is sent before [`Claims::run`]. Every room starts
+    /// [`Ownership::Pending`], or [`Ownership::Owned`] when `owned_at_start`: a lone bridge
+    /// (no `mqtt.instance`) serves its Rooms whether or not the broker is there yet, and still
+    /// steps back if it finds an earlier live claim (a second deployment by mistake).
     pub fn new(
         me: Claim,
         topics: Topics,
         link: MqttLink,
         rooms: &[String],
+        owned_at_start: bool,
     ) -> (Claims, BTreeMap<String, watch::Receiver<Ownership>>) {
         let mut receivers = BTreeMap::new();
         let rooms = rooms
             .iter()
             .map(|id| {
-                let (tx, rx) = watch::channel(Ownership::Pending);
-                receivers.insert(id.clone(), rx);
-                let phase = Phase::Probing {
-                    sent: Instant::now(),
+                let (phase, ownership) = if owned_at_start {
+                    (Phase::Owned, Ownership::Owned)
+                } else {
+                    let sent = Instant::now();
+                    (Phase::Probing { sent }, Ownership::Pending)
                 };
+                let (tx, rx) = watch::channel(ownership);
+                receivers.insert(id.clone(), rx);
                 (id.clone(), (phase, tx))
             })
             .collect();
@@ -221,27 +234,54 @@ impl Claims {
         ));
     }
 
-    /// Sends the first intents, then follows `inbound` (owner and bridge-state messages) until
-    /// `cancel`.
+    /// Sends the first intents (or claims, for rooms owned from the start), then follows
+    /// `inbound` (owner and bridge-state messages) until `cancel`.
     pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, cancel: CancellationToken) {
         let ids: Vec<String> = self.rooms.keys().cloned().collect();
         for id in &ids {
-            self.probe(id);
+            if matches!(self.rooms.get(id), Some((Phase::Owned, _))) {
+                self.assert_claim(id);
+            } else {
+                self.probe(id);
+            }
         }
-        let mut tick = tokio::time::interval(TICK);
+        let mut connection = self.link.connection();
         loop {
+            // Woken only by messages, the broker connection and the next deadline of a room
+            // being claimed: an idle bridge does not tick.
+            let deadline = self.next_deadline();
             tokio::select! {
                 _ = cancel.cancelled() => break,
+                changed = connection.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    connection.borrow_and_update();
+                }
                 message = inbound.recv() => match message {
                     Some(message) => self.handle(&message),
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick(),
+                _ = sleep_until(deadline), if deadline.is_some() => self.on_deadline(),
             }
         }
     }
 
-    fn on_tick(&mut self) {
+    /// When a settling room may be served, or (while the broker is connected) an unanswered
+    /// intent sent again.
+    fn next_deadline(&self) -> Option<Instant> {
+        let connected = self.link.is_connected();
+        self.rooms
+            .values()
+            .filter_map(|(phase, _)| match phase {
+                Phase::Settling { until } => Some(*until),
+                Phase::Probing { sent } if connected => Some(*sent + RESEND_INTENT),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn on_deadline(&mut self) {
         let now = Instant::now();
         let connected = self.link.is_connected();
         let due: Vec<(String, bool)> = self

@@ -281,12 +281,6 @@ impl Collector for BridgeCollector {
             &|r| r.stats.events.load(Ordering::Relaxed),
         )?;
         family(
-            "trueconf2mqtt_events_lagged",
-            "Room events missed because the publisher fell behind",
-            true,
-            &|r| r.stats.events_lagged.load(Ordering::Relaxed),
-        )?;
-        family(
             "trueconf2mqtt_commands_ok",
             "Commands answered ok",
             true,

@@ -90,10 +90,6 @@ pub async fn throughput(s: &Settings, rt: &Handle, shared: &Shared, lines: &mut 
     // Through the bridge.
     tokio::time::sleep(Duration::from_millis(300)).await;
     drain(&mut rx);
-    let stats = shared.running.bridge.room_stats(ROOM).expect("room stats");
-    let lagged0 = stats
-        .events_lagged
-        .load(std::sync::atomic::Ordering::Relaxed);
     let dropped0 = shared
         .running
         .bridge
@@ -116,10 +112,6 @@ pub async fn throughput(s: &Settings, rt: &Handle, shared: &Shared, lines: &mut 
         .map_or(Duration::ZERO, |l| l.duration_since(t0))
         .max(Duration::from_micros(1));
     let rate = received as f64 / elapsed.as_secs_f64();
-    let lagged = stats
-        .events_lagged
-        .load(std::sync::atomic::Ordering::Relaxed)
-        - lagged0;
     let dropped = shared
         .running
         .bridge
@@ -158,7 +150,6 @@ pub async fn throughput(s: &Settings, rt: &Handle, shared: &Shared, lines: &mut 
         "raw_broker_cpu_us_per_1000_msgs",
         per_1000(raw_broker.as_nanos() as u64, raw_received),
     );
-    line.put("lagged", lagged as f64);
     line.put("outbox_dropped", dropped as f64);
     line.put("payload_bytes", flood_payload_len as f64);
     line.print();

@@ -40,8 +40,6 @@ pub struct RoomBridgeStats {
     pub command_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Events published.
     pub events: AtomicU64,
-    /// Events the publisher missed because it fell behind the Room.
-    pub events_lagged: AtomicU64,
     /// Commands answered `ok`.
     pub commands_ok: AtomicU64,
     /// Commands answered `error`.
@@ -74,7 +72,6 @@ impl Default for RoomBridgeStats {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
             ]),
             events: AtomicU64::new(0),
-            events_lagged: AtomicU64::new(0),
             commands_ok: AtomicU64::new(0),
             commands_failed: AtomicU64::new(0),
         }

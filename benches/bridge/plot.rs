@@ -87,7 +87,10 @@ fn percentile_label(nines: f64) -> String {
 }
 
 fn latency_label(us: f64) -> String {
-    if us >= 1000.0 {
+    let leading = (us / 10f64.powf(us.log10().floor())).round();
+    if ![1.0, 2.0, 5.0].contains(&leading) {
+        String::new()
+    } else if us >= 1000.0 {
         format!("{} ms", us / 1000.0)
     } else {
         format!("{us} µs")
@@ -132,32 +135,38 @@ fn draw_panel<DB: DrawingBackend>(
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let curves: Vec<Vec<(f64, f64)>> = panel.series.iter().map(|s| curve(&s.samples)).collect();
     let all = curves.iter().flatten();
-    let x_max = all
-        .clone()
-        .map(|p| p.0)
-        .fold(1.0f64, f64::max)
-        .ceil()
-        .min(5.0);
-    let y_min = all.clone().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let y_max = all.map(|p| p.1).fold(1.0f64, f64::max);
+    let x_max = all.clone().map(|p| p.0).fold(1.0f64, f64::max).min(5.0) * 1.02;
+    // From a power of ten: plotters draws no grid line below the first one.
+    let y_min = 10f64.powf(
+        all.clone()
+            .map(|p| p.1)
+            .fold(f64::INFINITY, f64::min)
+            .max(1.0)
+            .log10()
+            .floor(),
+    );
+    let y_top = all.map(|p| p.1).fold(1.0f64, f64::max) * 1.25;
+    // The top quarter of the chart stays free for the legend.
+    let y_max = y_top * (y_top / y_min).powf(0.35);
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, ("sans-serif", 16))
         .margin(12)
+        .margin_right(28)
         .x_label_area_size(36)
         .y_label_area_size(64)
-        .build_cartesian_2d(
-            0.0..x_max,
-            ((y_min * 0.8).max(1.0)..y_max * 1.25).log_scale(),
-        )?;
+        .build_cartesian_2d(0.0..x_max, (y_min..y_max).log_scale())?;
     chart
         .configure_mesh()
         // Whole nines only: 0 %, 90 %, 99 %, 99.9 %…
         .x_labels(x_max as usize + 1)
+        // Every 1..9 × 10^k gets a grid line, 1, 2 and 5 a label.
+        .y_labels(40)
         .x_desc("percentile")
         .y_desc("latency")
         .x_label_formatter(&|x| percentile_label(*x))
         .y_label_formatter(&|y| latency_label(*y))
-        .light_line_style(RGBColor(235, 235, 235))
+        .bold_line_style(RGBColor(228, 228, 228))
+        .light_line_style(TRANSPARENT)
         .draw()?;
     for (series, points) in panel.series.iter().zip(curves) {
         let color = series.color;
@@ -170,7 +179,7 @@ fn draw_panel<DB: DrawingBackend>(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(200, 200, 200))
         .draw()?;

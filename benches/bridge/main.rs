@@ -9,7 +9,7 @@
 //! bridge's place, so floor and bridge paths use the same threads.
 //!
 //! Scenarios (each prints one line `<scenario> key=value …`; all go to
-//! `target/bench/bridge.json`):
+//! `target/bench/bridge.json`, and the latency distributions to `target/bench/latency.svg`):
 //! - `floor_latency`: Rust publisher → mosquitto → Rust subscriber, paced.
 //! - `event_latency`: Room event (simulator `emit_raw`, send time in the payload) → bridge →
 //!   mosquitto → subscriber, paced, with the floor at the same rate and the difference.
@@ -18,6 +18,9 @@
 //! - `throughput`: a burst of events through the bridge vs the same burst published raw.
 //! - `rooms`: N simulated Rooms on one bridge: time until every availability is `online`, RSS.
 //! - `idle`: one idle Room: CPU % and context switches per second.
+//! - `python_client`: the Rust Room client alone and TrueConf's official Python client, each in
+//!   a process of its own against the same simulated Room: connect, first response, requests
+//!   one at a time, idle RSS (see `python_client.rs`).
 //!
 //! Knobs (environment): `BENCH_SCENARIOS` (comma list, default all), `BENCH_RATES`
 //! ("100,1000"), `BENCH_LATENCY_SECONDS` (3), `BENCH_COMMANDS` (500), `BENCH_BURST` (20000),
@@ -27,7 +30,9 @@
 //! set TCP_NODELAY, so the floor is a floor; 0 keeps rumqttc's default, Nagle on, as the
 //! bridge does), `BENCH_BROKER_NODELAY` (1: mosquitto's `set_tcp_nodelay true`; 0 is
 //! mosquitto's default, where every request/response round trip through the broker stalls
-//! ~40 ms on Nagle + delayed ACK).
+//! ~40 ms on Nagle + delayed ACK); for `python_client`: `BENCH_CLIENT_METHOD` (getMicMute),
+//! `BENCH_CLIENT_COMMANDS` (2000), `BENCH_PY_COMMANDS` (100), `BENCH_CLIENT_IDLE_SECONDS` (3),
+//! `BENCH_PYTHON` (an interpreter with `trueconf_room`; default: a virtualenv under `target/`).
 
 mod command;
 #[path = "../common/mod.rs"]

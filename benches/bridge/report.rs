@@ -21,10 +21,11 @@ impl Line {
     /// Integers for counts and microseconds, one decimal for everything else.
     pub fn put(&mut self, key: impl Into<String>, value: f64) {
         let key = key.into();
-        let value = if key.ends_with("_us") || value.fract() == 0.0 || value.abs() >= 1000.0 {
+        let tenths = (value * 10.0).round() / 10.0;
+        let value = if key.ends_with("_us") || tenths.fract() == 0.0 || value.abs() >= 1000.0 {
             json!(int(value))
         } else {
-            json!((value * 10.0).round() / 10.0)
+            json!(tenths)
         };
         self.pairs.push((key, value));
     }

@@ -27,8 +27,8 @@
 //! `BENCH_ROOMS` ("1,100,1000"), `BENCH_ROOMS_TIMEOUT` (60 s), `BENCH_IDLE_SECONDS` (5),
 //! `BENCH_QOS` (1, as the daemon's default), `BENCH_EVENT_BUFFER` (1000, the daemon's
 //! `mqtt.event_buffer` default), `BENCH_NODELAY` (1: the bench's own MQTT clients
-//! set TCP_NODELAY, so the floor is a floor; 0 keeps rumqttc's default, Nagle on, as the
-//! bridge does), `BENCH_BROKER_NODELAY` (1: mosquitto's `set_tcp_nodelay true`; 0 is
+//! set TCP_NODELAY, so the floor is a floor; 0 keeps rumqttc's default, Nagle on
+//! (the bridge always sets it)), `BENCH_BROKER_NODELAY` (1: mosquitto's `set_tcp_nodelay true`; 0 is
 //! mosquitto's default, where every request/response round trip through the broker stalls
 //! ~40 ms on Nagle + delayed ACK); for `python_client`: `BENCH_CLIENT_METHOD` (getMicMute),
 //! `BENCH_CLIENT_COMMANDS` (2000), `BENCH_PY_COMMANDS` (100), `BENCH_CLIENT_IDLE_SECONDS` (3),
@@ -171,7 +171,7 @@ fn main() {
     let load_start = loadavg();
     println!("bridge benchmark — {cpus} CPUs, {model}; load average {load_start}");
     println!(
-        "scenarios: {}; QoS {:?}; TCP_NODELAY: bench clients {}, mosquitto {}, bridge: rumqttc default",
+        "scenarios: {}; QoS {:?}; TCP_NODELAY: bench clients {}, mosquitto {}, bridge: on (its own setting)",
         settings.scenarios.join(","),
         settings.qos,
         settings.nodelay,

@@ -222,6 +222,7 @@ pub struct MqttLink {
     shared: Arc<Shared>,
     connection: watch::Receiver<Connection>,
     client: Client,
+    qos: QoS,
     stats: Arc<MqttStats>,
 }
 
@@ -282,6 +283,7 @@ impl MqttLink {
                 shared,
                 connection,
                 client,
+                qos: options.qos,
                 stats,
             },
             inbound,
@@ -293,6 +295,9 @@ impl MqttLink {
     /// dropped; events and responses keep their order and are bounded (see [`super::outbox`]):
     /// past the bound the oldest is dropped and counted.
     pub fn publish(&self, message: Publish) {
+        if !message.retain && self.publish_directly(&message) {
+            return;
+        }
         let shared = &*self.shared;
         let Ok(mut inbox) = shared.inbox.lock() else {
             return;
@@ -316,6 +321,30 @@ impl MqttLink {
         }
         drop(inbox);
         shared.wake.notify_one();
+    }
+
+    /// The fast path of an event or response: straight into rumqttc's request channel, one task
+    /// hop less, when the broker is connected and nothing is waiting in the outbox ahead of it
+    /// (the backlog only reaches zero once every earlier message was handed over, so order is
+    /// kept). `false`: take the outbox.
+    fn publish_directly(&self, message: &Publish) -> bool {
+        if self.shared.backlog.load(Ordering::Acquire) != 0 || !self.is_connected() {
+            return false;
+        }
+        let sent = self
+            .client
+            .try_publish(
+                &message.topic,
+                self.qos,
+                false,
+                message.payload.clone(),
+                message.correlation.clone(),
+            )
+            .is_ok();
+        if sent {
+            self.stats.published.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
     }
 
     /// Waits while the broker is connected and many events and responses are still waiting for
@@ -603,10 +632,12 @@ impl OutboxTask {
 
     /// `count` events or responses left the outbox (sent or dropped); producers counted them in.
     fn left_backlog(&self, count: usize) {
+        // Release: a producer that sees the backlog at zero (and takes the fast path) also sees
+        // the messages handed to rumqttc before, so its own goes after them.
         let _ = self
             .shared
             .backlog
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |b| {
                 Some(b.saturating_sub(count))
             });
     }

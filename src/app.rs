@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::bridge::{self, BridgeOptions, RoomEntry};
-use crate::config::{MqttTls, MqttVersion, Settings, explain};
+use crate::config::{MqttSettings, MqttTls, MqttVersion, Settings, explain};
 use crate::mqtt::{LinkOptions, TlsOptions, Version};
 use crate::secret::Secret;
 
@@ -16,42 +16,8 @@ use crate::secret::Secret;
 /// used (unreadable, not PEM, key not matching).
 pub fn bridge_options(settings: &Settings) -> Result<BridgeOptions, String> {
     let mqtt = &settings.mqtt;
-    let credentials = mqtt
-        .username
-        .as_ref()
-        .filter(|u| !u.is_empty())
-        .map(|user| (user.clone(), mqtt.password.clone().unwrap_or_default()));
-    let tls = match &mqtt.tls {
-        None => None,
-        Some(tls) => Some(tls_options(tls)?),
-    };
     Ok(BridgeOptions {
-        mqtt: LinkOptions {
-            host: mqtt.host.clone(),
-            port: mqtt.port,
-            client_id: mqtt.client_id.clone(),
-            credentials,
-            keepalive: mqtt.keepalive,
-            clean_session: mqtt.clean_session,
-            qos: if mqtt.qos == 0 {
-                QoS::AtMostOnce
-            } else {
-                QoS::AtLeastOnce
-            },
-            // Generous so an oversize command is refused with a response instead of breaking
-            // the connection (and being redelivered forever with a persistent session).
-            max_incoming_packet: (mqtt.max_payload_bytes * 4).max(16 << 20),
-            event_buffer: mqtt.event_buffer,
-            will_topic: String::new(),
-            first_prefix: None,
-            reconnect_min: Duration::from_millis(500),
-            reconnect_max: Duration::from_secs(30),
-            version: match mqtt.version {
-                MqttVersion::V311 => Version::V311,
-                MqttVersion::V5 => Version::V5,
-            },
-            tls,
-        },
+        mqtt: link_options(mqtt)?,
         base_topic: mqtt.base_topic.clone(),
         discovery_prefix: mqtt.discovery.then(|| mqtt.discovery_prefix.clone()),
         max_payload_bytes: mqtt.max_payload_bytes,
@@ -66,6 +32,47 @@ pub fn bridge_options(settings: &Settings) -> Result<BridgeOptions, String> {
                 allow_dangerous: room.allow_dangerous.clone(),
             })
             .collect(),
+    })
+}
+
+/// How to reach the broker: address, client id, credentials, version, TLS and session, as the
+/// bridge connects (`trueconf2mqtt status` starts from the same, so both see one broker).
+/// Fails only when the TLS files cannot be used.
+pub fn link_options(mqtt: &MqttSettings) -> Result<LinkOptions, String> {
+    let credentials = mqtt
+        .username
+        .as_ref()
+        .filter(|u| !u.is_empty())
+        .map(|user| (user.clone(), mqtt.password.clone().unwrap_or_default()));
+    let tls = match &mqtt.tls {
+        None => None,
+        Some(tls) => Some(tls_options(tls)?),
+    };
+    Ok(LinkOptions {
+        host: mqtt.host.clone(),
+        port: mqtt.port,
+        client_id: mqtt.client_id.clone(),
+        credentials,
+        keepalive: mqtt.keepalive,
+        clean_session: mqtt.clean_session,
+        qos: if mqtt.qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        },
+        // Generous so an oversize command is refused with a response instead of breaking the
+        // connection (and being redelivered forever with a persistent session).
+        max_incoming_packet: (mqtt.max_payload_bytes * 4).max(16 << 20),
+        event_buffer: mqtt.event_buffer,
+        will_topic: String::new(),
+        first_prefix: None,
+        reconnect_min: Duration::from_millis(500),
+        reconnect_max: Duration::from_secs(30),
+        version: match mqtt.version {
+            MqttVersion::V311 => Version::V311,
+            MqttVersion::V5 => Version::V5,
+        },
+        tls,
     })
 }
 

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::mqtt::Topics;
 use crate::protocol::{catalog, redact};
 use crate::room::{RoomClient, RoomOptions};
 use crate::secret::Secret;
@@ -83,7 +84,8 @@ pub enum Command {
         trueconf2mqtt status --broker 127.0.0.1:1883"
     )]
     Status {
-        /// Read broker address, credentials and base topic from this configuration file.
+        /// Connect as the bridge configured in this file does (address, credentials, TLS, MQTT
+        /// version) and read its base topic and instance.
         #[arg(long, short, env = "TRUECONF2MQTT_CONFIG", conflicts_with = "broker")]
         config: Option<PathBuf>,
         /// Broker as host:port (without a configuration file).
@@ -92,6 +94,9 @@ pub enum Command {
         /// Base topic (with --broker).
         #[arg(long, default_value = "trueconf")]
         base_topic: String,
+        /// The bridge instance whose state to show, `mqtt.instance` (with --broker).
+        #[arg(long, requires = "broker")]
+        instance: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -295,8 +300,9 @@ async fn dispatch(command: Command) -> Result<(), String> {
             config,
             broker,
             base_topic,
+            instance,
             json,
-        } => status(config, broker, base_topic, json).await,
+        } => status(config, broker, base_topic, instance, json).await,
         Command::Run { config } => crate::app::run(config.as_deref(), shutdown_signal()).await,
         Command::CheckConfig { config } => crate::app::check_config(config.as_deref()),
         Command::Demo(args) => crate::demo::run(args, shutdown_signal()).await,
@@ -375,35 +381,37 @@ async fn status(
     config: Option<PathBuf>,
     broker: Option<String>,
     base_topic: String,
+    instance: Option<String>,
     json: bool,
 ) -> Result<(), String> {
-    let (host, port, credentials, base) = match broker {
+    let (options, topics) = match broker {
         Some(address) => {
             let (host, port) = address
                 .rsplit_once(':')
                 .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
                 .ok_or_else(|| format!("--broker must be host:port, got '{address}'"))?;
-            (host, port, None, base_topic)
+            (
+                crate::mqtt::LinkOptions::new(host, port, "trueconf2mqtt-status"),
+                Topics::with_instance(base_topic, instance.filter(|i| !i.is_empty())),
+            )
         }
         None => {
             let settings = crate::config::Settings::load(config.as_deref())
                 .map_err(|e| format!("invalid configuration:\n{e}"))?;
+            // The bridge's own connection settings (TLS, credentials, version), so `status`
+            // reaches every broker the bridge reaches.
+            let options = crate::app::link_options(&settings.mqtt)?;
             let mqtt = settings.mqtt;
-            let credentials = mqtt.username.filter(|u| !u.is_empty()).map(|u| {
-                (
-                    u,
-                    mqtt.password
-                        .map(|p| p.expose().to_owned())
-                        .unwrap_or_default(),
-                )
-            });
-            (mqtt.host, mqtt.port, credentials, mqtt.base_topic)
+            (
+                options,
+                Topics::with_instance(mqtt.base_topic, mqtt.instance),
+            )
         }
     };
-    let snapshot =
-        crate::status::read(&host, port, credentials, &base, Duration::from_secs(5)).await?;
+    let snapshot = crate::status::read(options, &topics, Duration::from_secs(5)).await?;
     if json {
         let value = serde_json::json!({
+            "instance": snapshot.instance,
             "bridge": snapshot.bridge,
             "availability": snapshot.availability,
             "state": snapshot.state,

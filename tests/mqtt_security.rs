@@ -1,5 +1,6 @@
 //! MQTT over TLS with server verification and client certificates, and username/password,
-//! against a mosquitto configured by the test (certificates generated here with rcgen).
+//! against a mosquitto configured by the test (certificates generated here with rcgen): the
+//! bridge, and `trueconf2mqtt status` reading it with the same configuration.
 
 mod common;
 
@@ -15,8 +16,9 @@ use trueconf2mqtt::room::RoomOptions;
 use trueconf2mqtt::secret::Secret;
 use trueconf2mqtt::simulator::{SimConfig, SimRoom};
 
-use common::{Probe, free_port, wait_until};
+use common::{Probe, free_port, wait_until, within};
 
+const BIN: &str = env!("CARGO_BIN_EXE_trueconf2mqtt");
 const WAIT: Duration = Duration::from_secs(15);
 const PASSWORD: &str = "broker-pass-4471";
 
@@ -279,6 +281,112 @@ fn unusable_tls_material_is_refused_up_front() {
     )
     .unwrap_err();
     assert!(err.contains("client"), "{err}");
+}
+
+/// A configuration file for the TLS listener, as a user would write it: the CA in `ca_pem`,
+/// the client certificate of `pki`, user `bridge` with `password`, instance `east`, MQTT 5.
+fn tls_config(dir: &Path, port: u16, pki: &Pki, ca_pem: &str, password: &str) -> PathBuf {
+    let ca = write(dir, "status-ca.pem", ca_pem);
+    let cert = write(dir, "client.pem", &pki.client_cert);
+    let key = write(dir, "client.key", &pki.client_key);
+    let config = format!(
+        "[mqtt]\nhost = \"localhost\"\nport = {port}\nclient_id = \"status-test\"\n\
+         instance = \"east\"\nversion = \"5\"\nusername = \"bridge\"\npassword = \"{password}\"\n\
+         [mqtt.tls]\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
+         [[rooms]]\nid = \"boardroom\"\nhost = \"127.0.0.1\"\n",
+        ca = ca.display(),
+        cert = cert.display(),
+        key = key.display()
+    );
+    write(dir, "config.toml", &config)
+}
+
+/// Runs `trueconf2mqtt status --config <config>` (bounded): success, stdout, stderr.
+async fn status(config: &Path) -> (bool, String, String) {
+    let out = within(
+        WAIT,
+        "trueconf2mqtt status",
+        tokio::process::Command::new(BIN)
+            .args(["status", "--config"])
+            .arg(config)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn status_connects_like_the_bridge_over_tls_and_explains_failures() {
+    let pki = pki();
+    let broker = secure_broker(&pki);
+    let room = SimRoom::start(SimConfig::default()).await.unwrap();
+    let probe = Probe::connect(broker.plain_port, &["trueconf/#"]).await;
+    let key = Secret::new(pki.client_key.clone());
+    let tls = TlsOptions::from_pem(
+        Some(pki.ca.as_bytes()),
+        Some((pki.client_cert.as_bytes(), &key)),
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let (bridge, tasks) = bridge::start_instance(
+        options(broker.tls_port, &room, tls, PASSWORD),
+        Some("east".into()),
+        shutdown.clone(),
+    );
+    probe
+        .wait_value("trueconf/bridge/east/state", "online", WAIT)
+        .await;
+    probe
+        .wait_value("trueconf/boardroom/availability", "online", WAIT)
+        .await;
+    probe
+        .wait_latest("trueconf/boardroom", WAIT, |p| p.contains("normal"))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // The bridge's TLS settings, credentials and instance: its state and the room's.
+    let config = tls_config(dir.path(), broker.tls_port, &pki, &pki.ca, PASSWORD);
+    let (ok, table, stderr) = status(&config).await;
+    assert!(ok, "{stderr}");
+    assert!(table.contains("bridge east: online"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("boardroom"))
+        .unwrap_or_default();
+    assert!(row.contains("online") && row.contains("normal"), "{table}");
+
+    // A CA that did not sign the broker's certificate: a certificate error naming mqtt.tls.
+    let config = tls_config(dir.path(), broker.tls_port, &pki, &pki_ca_only(), PASSWORD);
+    let (ok, _, stderr) = status(&config).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("mqtt.tls")
+            && (stderr.to_lowercase().contains("certificate") || stderr.contains("UnknownIssuer")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+
+    // The right CA, a wrong password: a refusal that never repeats the password.
+    let config = tls_config(
+        dir.path(),
+        broker.tls_port,
+        &pki,
+        &pki.ca,
+        "wrong-password-93",
+    );
+    let (ok, _, stderr) = status(&config).await;
+    assert!(!ok);
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(!stderr.contains("wrong-password-93"), "{stderr}");
+
+    shutdown.cancel();
+    bridge.stop(tasks).await;
 }
 
 fn pki_ca_only() -> String {

@@ -320,7 +320,8 @@ fn network_options() -> rumqttc::NetworkOptions {
     network
 }
 
-/// Creates the client and event loop for `options`.
+/// Creates the client and event loop for `options`. An empty `will_topic` means no last will: a
+/// short-lived reader (`trueconf2mqtt status`) must never leave a retained `offline` behind.
 pub(crate) fn build(options: &LinkOptions, capacity: usize) -> (Client, EventLoop) {
     let transport = match &options.tls {
         None => Transport::tcp(),
@@ -334,12 +335,14 @@ pub(crate) fn build(options: &LinkOptions, capacity: usize) -> (Client, EventLoo
             mqtt.set_keep_alive(keepalive);
             mqtt.set_clean_session(options.clean_session);
             mqtt.set_max_packet_size(options.max_incoming_packet, 1 << 20);
-            mqtt.set_last_will(LastWill::new(
-                &options.will_topic,
-                "offline",
-                QoS::AtLeastOnce,
-                true,
-            ));
+            if !options.will_topic.is_empty() {
+                mqtt.set_last_will(LastWill::new(
+                    &options.will_topic,
+                    "offline",
+                    QoS::AtLeastOnce,
+                    true,
+                ));
+            }
             mqtt.set_inflight(100);
             mqtt.set_transport(transport);
             if let Some((user, password)) = &options.credentials {
@@ -362,13 +365,15 @@ pub(crate) fn build(options: &LinkOptions, capacity: usize) -> (Client, EventLoo
             mqtt.set_max_packet_size(Some(
                 u32::try_from(options.max_incoming_packet).unwrap_or(u32::MAX),
             ));
-            mqtt.set_last_will(LastWill::new(
-                &options.will_topic,
-                "offline",
-                v5_qos(QoS::AtLeastOnce),
-                true,
-                None,
-            ));
+            if !options.will_topic.is_empty() {
+                mqtt.set_last_will(LastWill::new(
+                    &options.will_topic,
+                    "offline",
+                    v5_qos(QoS::AtLeastOnce),
+                    true,
+                    None,
+                ));
+            }
             mqtt.set_transport(transport);
             mqtt.set_network_options(network_options());
             if let Some((user, password)) = &options.credentials {

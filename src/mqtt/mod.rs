@@ -1,6 +1,6 @@
 //! The MQTT side: the broker link (rumqttc) and the topic tree.
 
-mod client;
+pub(crate) mod client;
 mod link;
 mod outbox;
 mod topics;

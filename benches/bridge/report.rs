@@ -135,7 +135,7 @@ pub fn print_tables(rows: &[LatencyRow], lines: &[Line]) {
                     "=== rooms (RSS is the whole process: bridge + simulated Rooms + harness) ==="
                 );
                 println!(
-                    "{:>6} {:>10} {:>9} {:>15} {:>9} {:>9} {:>9} {:>10} {:>9}",
+                    "{:>6} {:>10} {:>9} {:>15} {:>9} {:>9} {:>9} {:>10} {:>9} {:>16}",
                     "rooms",
                     "online",
                     "links up",
@@ -144,7 +144,8 @@ pub fn print_tables(rows: &[LatencyRow], lines: &[Line]) {
                     "sim MiB",
                     "Δ MiB",
                     "CPU ms",
-                    "dropped"
+                    "dropped",
+                    "broker restart"
                 );
                 let mut counts: Vec<&str> = line
                     .pairs
@@ -160,8 +161,17 @@ pub fn print_tables(rows: &[LatencyRow], lines: &[Line]) {
                     } else {
                         format!("> {:.0} ms", g("online_us") / 1000.0)
                     };
+                    let restart = format!(
+                        "{}{:.0} ms",
+                        if g("republished") < g("online") {
+                            "> "
+                        } else {
+                            ""
+                        },
+                        g("republish_us") / 1000.0
+                    );
                     println!(
-                        "{:>6} {:>10} {:>9} {:>15} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>9}",
+                        "{:>6} {:>10} {:>9} {:>15} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>9} {:>16}",
                         n,
                         online,
                         g("links_online"),
@@ -170,7 +180,8 @@ pub fn print_tables(rows: &[LatencyRow], lines: &[Line]) {
                         g("sim_rss_mb"),
                         g("bridge_rss_delta_mb"),
                         g("startup_cpu_us") / 1000.0,
-                        g("outbox_dropped")
+                        g("outbox_dropped"),
+                        restart
                     );
                 }
                 println!(
@@ -178,7 +189,8 @@ pub fn print_tables(rows: &[LatencyRow], lines: &[Line]) {
                      clients; sim MiB: RSS with the simulated Rooms started, before the bridge; \
                      Δ: the rest, which includes the simulator's per-connection buffers; CPU: \
                      bridge threads until all online; dropped: messages the bridge's outbox \
-                     refused)"
+                     refused; broker restart: from a fresh broker accepting connections until \
+                     every availability is republished, reconnect backoff included)"
                 );
             }
             "idle" => {

@@ -14,7 +14,7 @@ use crate::{BRIDGE_THREADS, PIN, Settings};
 pub async fn rooms(s: &Settings, rt: &Handle, lines: &mut Vec<Line>) {
     let mut line = Line::new("rooms");
     for &n in &s.rooms {
-        let broker = Broker::start(s.broker_nodelay);
+        let mut broker = Broker::start(s.broker_nodelay);
         let rss_before = rss_mb();
         let sims = match SimRoom::start_many(
             n,
@@ -32,7 +32,7 @@ pub async fn rooms(s: &Settings, rt: &Handle, lines: &mut Vec<Line>) {
             }
         };
         let rss_sims = rss_mb();
-        let (_sub, mut rx) = connect(s.client(
+        let (sub, mut rx) = connect(s.client(
             broker.port,
             "bench-availability",
             &["trueconf/+/availability"],
@@ -129,6 +129,54 @@ pub async fn rooms(s: &Settings, rt: &Handle, lines: &mut Vec<Line>) {
                 "rooms: only {count} of {n} rooms online after {:?}",
                 s.rooms_timeout
             );
+        }
+
+        // A broker restart: the new broker holds nothing, so the bridge must notice, reconnect
+        // (after its backoff) and republish discovery and state. Timed from the moment the new
+        // broker accepts connections until every room's availability is back.
+        let _ = sub.disconnect().await;
+        drop(rx);
+        let published0 = running
+            .bridge
+            .link()
+            .stats()
+            .published
+            .load(std::sync::atomic::Ordering::Relaxed);
+        broker.restart();
+        let t1 = Instant::now();
+        let (_sub, mut rx) = connect(s.client(
+            broker.port,
+            "bench-availability-after-restart",
+            &["trueconf/+/availability"],
+        ))
+        .await;
+        let deadline = t1 + s.rooms_timeout;
+        let mut back: HashMap<String, bool> = HashMap::new();
+        while back.values().filter(|up| **up).count() < n {
+            let Some(m) = recv_until(&mut rx, deadline).await else {
+                break;
+            };
+            back.insert(m.topic, m.payload.as_ref() == b"online");
+        }
+        let republished = back.values().filter(|up| **up).count();
+        let republish = t1.elapsed();
+        line.put(format!("{k}republished"), republished as f64);
+        line.put(
+            format!("{k}republish_us"),
+            republish.as_nanos() as f64 / 1000.0,
+        );
+        line.put(
+            format!("{k}republish_msgs"),
+            running
+                .bridge
+                .link()
+                .stats()
+                .published
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_sub(published0) as f64,
+        );
+        if republished < n {
+            println!("rooms: only {republished} of {n} rooms back after the broker restart");
         }
         stop_bridge(rt, running).await;
         drop(sims);

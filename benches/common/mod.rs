@@ -164,39 +164,64 @@ impl Broker {
                 ),
             )
             .expect("write mosquitto.conf");
-            let mut child = Command::new(mosquitto_binary())
-                .arg("-c")
-                .arg(&config)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("mosquitto is not installed (apt-get install -y mosquitto)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Broker {
-                        port,
-                        _dir: dir,
-                        child,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // exited: port taken? try another
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+            if let Some(child) = spawn_and_wait(&config, port) {
+                return Broker {
+                    port,
+                    _dir: dir,
+                    child,
+                };
             }
         }
         panic!("could not start mosquitto on a free port");
     }
 
+    /// Kills the broker and starts a fresh one (no persistence: nothing retained) on the same
+    /// port, like a broker restart after a crash.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let config = self._dir.path().join("mosquitto.conf");
+        for _ in 0..50 {
+            if let Some(child) = spawn_and_wait(&config, self.port) {
+                self.child = child;
+                return;
+            }
+            // The old socket may linger a moment.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("could not restart mosquitto on port {}", self.port);
+    }
+
     /// The broker's process id (for its CPU time).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// Starts mosquitto with `config` and waits until it accepts connections on `port`; `None` if it
+/// exited (port taken) or did not come up in 10 s.
+fn spawn_and_wait(config: &Path, port: u16) -> Option<Child> {
+    let mut child = Command::new(mosquitto_binary())
+        .arg("-c")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is not installed (apt-get install -y mosquitto)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(child);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return None; // exited: port taken
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

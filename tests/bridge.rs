@@ -13,7 +13,9 @@ use trueconf2mqtt::protocol::AppState;
 use trueconf2mqtt::room::RoomOptions;
 use trueconf2mqtt::simulator::{SimConfig, SimRoom};
 
-use common::{Broker, Probe, within};
+use common::{
+    Broker, Probe, room_entry, test_bridge_options, test_link_options, test_room_options, within,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 const ROOM: &str = "boardroom";
@@ -32,33 +34,32 @@ struct Harness {
 }
 
 fn options(broker_port: u16, room: &SimRoom) -> BridgeOptions {
-    let mut room_options = RoomOptions::new("127.0.0.1", room.http_port()).with_pin("4321");
-    room_options.keepalive = Duration::from_millis(900);
-    room_options.reconnect_min = Duration::from_millis(50);
-    room_options.reconnect_max = Duration::from_millis(300);
+    let mqtt = LinkOptions {
+        event_buffer: 100,
+        ..test_link_options(broker_port, "trueconf2mqtt-test")
+    };
+    let room = RoomEntry {
+        allow_dangerous: vec!["clearCallHistory".into()],
+        ..room_entry(
+            ROOM,
+            "Boardroom",
+            test_room_options(room.http_port()).with_pin("4321"),
+        )
+    };
     BridgeOptions {
-        mqtt: LinkOptions {
-            keepalive: Duration::from_secs(5),
-            event_buffer: 100,
-            reconnect_min: Duration::from_millis(50),
-            reconnect_max: Duration::from_millis(300),
-            ..LinkOptions::new(
-                "127.0.0.1",
-                broker_port,
-                format!("trueconf2mqtt-test-{}", fastrand::u32(..)),
-            )
-        },
-        base_topic: "trueconf".into(),
-        discovery_prefix: Some("homeassistant".into()),
-        max_payload_bytes: 4096,
         command_max_age: Duration::from_secs(2),
-        rooms: vec![RoomEntry {
-            id: ROOM.into(),
-            name: "Boardroom".into(),
-            options: room_options,
-            allow_dangerous: vec!["clearCallHistory".into()],
-        }],
+        ..test_bridge_options(mqtt, vec![room])
     }
+}
+
+/// A simulated Room with the PIN the bridge is configured with.
+async fn pinned_room() -> SimRoom {
+    SimRoom::start(SimConfig {
+        pin: Some("4321".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
 }
 
 impl Harness {
@@ -365,13 +366,7 @@ async fn a_flood_of_commands_is_bounded_per_room_and_every_command_is_answered_o
     // routed (milliseconds), short of the 5 s request timeout.
     const STALL: Duration = Duration::from_secs(3);
     let broker = Broker::start();
-    let sim = || {
-        SimRoom::start(SimConfig {
-            pin: Some("4321".into()),
-            ..SimConfig::default()
-        })
-    };
-    let (room, other) = (sim().await.unwrap(), sim().await.unwrap());
+    let (room, other) = (pinned_room().await, pinned_room().await);
     let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
     let mut opts = options(broker.port, &room);
     let mut other_options = RoomOptions::new("127.0.0.1", other.http_port()).with_pin("4321");
@@ -556,12 +551,7 @@ async fn a_retained_command_replayed_on_subscribe_is_never_executed() {
     probe
         .publish_retained(&t("set/call"), "bob@sim.trueconf.local")
         .await;
-    let room = SimRoom::start(SimConfig {
-        pin: Some("4321".into()),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let room = pinned_room().await;
     let shutdown = CancellationToken::new();
     let (bridge, tasks) = bridge::start(options(broker.port, &room), shutdown.clone());
     let r = probe
@@ -734,12 +724,7 @@ async fn behind_proxy(
 #[tokio::test]
 async fn commands_sent_during_a_short_outage_arrive_and_old_ones_are_refused() {
     let broker = Broker::start();
-    let room = SimRoom::start(SimConfig {
-        pin: Some("4321".into()),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let room = pinned_room().await;
     let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
     let (proxy, bridge, tasks, shutdown) = behind_proxy(&broker, &room).await;
     probe.wait_value(&t("availability"), "online", WAIT).await;
@@ -783,12 +768,7 @@ async fn mqtt5_response_topic_and_correlation_data_are_honoured() {
     use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
     let broker = Broker::start();
-    let room = SimRoom::start(SimConfig {
-        pin: Some("4321".into()),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let room = pinned_room().await;
     let mut opts = options(broker.port, &room);
     opts.mqtt.version = trueconf2mqtt::mqtt::Version::V5;
     let shutdown = CancellationToken::new();
@@ -884,12 +864,7 @@ async fn stale_discovery_of_this_bridge_is_removed_and_others_are_left_alone() {
     probe
         .publish_retained(foreign, r#"{"availability":[{"topic":"elsewhere/bridge/state"}],"command_topic":"elsewhere/otherroom/set/mic_muted"}"#)
         .await;
-    let room = SimRoom::start(SimConfig {
-        pin: Some("4321".into()),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let room = pinned_room().await;
     let shutdown = CancellationToken::new();
     let (bridge, tasks) = bridge::start(options(broker.port, &room), shutdown.clone());
     probe.wait_value(ours, "", WAIT).await;

@@ -24,12 +24,15 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, RwLock};
 use tokio_util::sync::CancellationToken;
-use trueconf2mqtt::bridge::{self, Bridge, BridgeOptions, RoomEntry, Tasks};
+use trueconf2mqtt::bridge::{Bridge, BridgeOptions};
 use trueconf2mqtt::mqtt::LinkOptions;
 use trueconf2mqtt::room::{RoomClient, RoomOptions};
 use trueconf2mqtt::simulator::{SimConfig, SimRoom, SimSnapshot};
 
-use common::{Broker, LogCapture, Probe, Proxy, wait_until};
+use common::{
+    Broker, LogCapture, Probe, Proxy, Running, room_entry, test_bridge_options, test_link_options,
+    test_room_options, wait_until,
+};
 
 const ROOM: &str = "boardroom";
 const PIN: &str = "4321";
@@ -74,10 +77,7 @@ fn ms(range: std::ops::Range<u64>) -> Duration {
 }
 
 fn room_options(http_port: u16, pin: &str) -> RoomOptions {
-    let mut options = RoomOptions::new("127.0.0.1", http_port).with_pin(pin);
-    options.keepalive = Duration::from_millis(900);
-    options.reconnect_min = Duration::from_millis(50);
-    options.reconnect_max = Duration::from_millis(300);
+    let mut options = test_room_options(http_port).with_pin(pin);
     options.connect_timeout = Duration::from_secs(1);
     options.request_timeout = Duration::from_secs(2);
     options.auth_retry = Duration::from_secs(1);
@@ -85,29 +85,11 @@ fn room_options(http_port: u16, pin: &str) -> RoomOptions {
 }
 
 fn bridge_options(broker_port: u16, room: RoomOptions) -> BridgeOptions {
-    BridgeOptions {
-        mqtt: LinkOptions {
-            keepalive: Duration::from_secs(5),
-            event_buffer: EVENT_BUFFER,
-            reconnect_min: Duration::from_millis(50),
-            reconnect_max: Duration::from_millis(300),
-            ..LinkOptions::new(
-                "127.0.0.1",
-                broker_port,
-                format!("t2m-chaos-{}", fastrand::u32(..)),
-            )
-        },
-        base_topic: "trueconf".into(),
-        discovery_prefix: Some("homeassistant".into()),
-        max_payload_bytes: 4096,
-        command_max_age: Duration::from_secs(5),
-        rooms: vec![RoomEntry {
-            id: ROOM.into(),
-            name: "Boardroom".into(),
-            options: room,
-            allow_dangerous: Vec::new(),
-        }],
-    }
+    let mqtt = LinkOptions {
+        event_buffer: EVENT_BUFFER,
+        ..test_link_options(broker_port, "t2m-chaos")
+    };
+    test_bridge_options(mqtt, vec![room_entry(ROOM, "Boardroom", room)])
 }
 
 async fn sim() -> SimRoom {
@@ -118,32 +100,6 @@ async fn sim() -> SimRoom {
     })
     .await
     .unwrap()
-}
-
-/// A running bridge and how to stop it.
-struct Running {
-    bridge: Arc<Bridge>,
-    tasks: Option<Tasks>,
-    shutdown: CancellationToken,
-}
-
-impl Running {
-    fn start(options: BridgeOptions) -> Running {
-        let shutdown = CancellationToken::new();
-        let (bridge, tasks) = bridge::start(options, shutdown.clone());
-        Running {
-            bridge,
-            tasks: Some(tasks),
-            shutdown,
-        }
-    }
-
-    async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(tasks) = self.tasks.take() {
-            self.bridge.clone().stop(tasks).await;
-        }
-    }
 }
 
 // === Reading the broker's retained store with a fresh client ===

@@ -24,14 +24,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
-use trueconf2mqtt::bridge::{self, BridgeOptions, RoomEntry};
+use trueconf2mqtt::bridge::{self, BridgeOptions};
 use trueconf2mqtt::homeassistant::{DiscoveryContext, entity_topics};
-use trueconf2mqtt::mqtt::LinkOptions;
 use trueconf2mqtt::protocol::AppState;
-use trueconf2mqtt::room::RoomOptions;
 use trueconf2mqtt::simulator::{SimConfig, SimRoom};
 
-use common::{Broker, Probe, free_port};
+use common::{
+    Broker, Probe, free_port, room_entry, test_bridge_options, test_link_options, test_room_options,
+};
 
 const ROOM: &str = "boardroom";
 const ROOM_NAME: &str = "Boardroom";
@@ -619,32 +619,11 @@ impl HaSocket {
 // ----- the bridge -----------------------------------------------------------------------------
 
 fn bridge_options(broker_port: u16, room: &SimRoom) -> BridgeOptions {
-    let mut room_options = RoomOptions::new("127.0.0.1", room.http_port()).with_pin("4321");
-    room_options.keepalive = Duration::from_millis(900);
-    room_options.reconnect_min = Duration::from_millis(50);
-    room_options.reconnect_max = Duration::from_millis(300);
-    BridgeOptions {
-        mqtt: LinkOptions {
-            keepalive: Duration::from_secs(5),
-            reconnect_min: Duration::from_millis(50),
-            reconnect_max: Duration::from_millis(300),
-            ..LinkOptions::new(
-                "127.0.0.1",
-                broker_port,
-                format!("trueconf2mqtt-ha-acceptance-{}", fastrand::u32(..)),
-            )
-        },
-        base_topic: "trueconf".into(),
-        discovery_prefix: Some("homeassistant".into()),
-        max_payload_bytes: 4096,
-        command_max_age: Duration::from_secs(5),
-        rooms: vec![RoomEntry {
-            id: ROOM.into(),
-            name: ROOM_NAME.into(),
-            options: room_options,
-            allow_dangerous: vec![],
-        }],
-    }
+    let room_options = test_room_options(room.http_port()).with_pin("4321");
+    test_bridge_options(
+        test_link_options(broker_port, "trueconf2mqtt-ha-acceptance"),
+        vec![room_entry(ROOM, ROOM_NAME, room_options)],
+    )
 }
 
 /// `(component, object)` of every entity the bridge announces for the Room.

@@ -9,14 +9,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use tokio_util::sync::CancellationToken;
-use trueconf2mqtt::bridge::{self, BridgeOptions, RoomEntry};
+use trueconf2mqtt::bridge::{Bridge, BridgeOptions, RoomEntry};
 use trueconf2mqtt::mqtt::{LinkOptions, TlsOptions};
 use trueconf2mqtt::room::RoomOptions;
 use trueconf2mqtt::secret::Secret;
 use trueconf2mqtt::simulator::{SimConfig, SimRoom};
 
-use common::{Probe, free_port, wait_until, within};
+use common::{Probe, Running, free_port, wait_until, within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trueconf2mqtt");
 const WAIT: Duration = Duration::from_secs(15);
@@ -163,23 +162,37 @@ fn options(port: u16, room: &SimRoom, tls: TlsOptions, password: &str) -> Bridge
     }
 }
 
+/// TLS as the bridge is configured: the broker verified against `ca_pem`, the client
+/// certificate of `pki`.
+fn client_tls(pki: &Pki, ca_pem: &str) -> TlsOptions {
+    let key = Secret::new(pki.client_key.clone());
+    TlsOptions::from_pem(
+        Some(ca_pem.as_bytes()),
+        Some((pki.client_cert.as_bytes(), &key)),
+    )
+    .unwrap()
+}
+
+/// The last error of the bridge's MQTT link, empty while there is none.
+fn last_error(bridge: &Bridge) -> String {
+    bridge
+        .link()
+        .stats()
+        .last_error
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn tls_with_client_certificate_and_password_works() {
     let pki = pki();
     let broker = secure_broker(&pki);
     let room = SimRoom::start(SimConfig::default()).await.unwrap();
     let probe = Probe::connect(broker.plain_port, &["trueconf/#"]).await;
-    let key = Secret::new(pki.client_key.clone());
-    let tls = TlsOptions::from_pem(
-        Some(pki.ca.as_bytes()),
-        Some((pki.client_cert.as_bytes(), &key)),
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let (bridge, tasks) = bridge::start(
-        options(broker.tls_port, &room, tls, PASSWORD),
-        shutdown.clone(),
-    );
+    let tls = client_tls(&pki, &pki.ca);
+    let mut running = Running::start(options(broker.tls_port, &room, tls, PASSWORD));
     probe
         .wait_value("trueconf/boardroom/availability", "online", WAIT)
         .await;
@@ -189,8 +202,7 @@ async fn tls_with_client_certificate_and_password_works() {
     probe
         .wait_value("trueconf/boardroom/mic_muted", "ON", WAIT)
         .await;
-    shutdown.cancel();
-    bridge.stop(tasks).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -198,61 +210,24 @@ async fn a_wrong_ca_or_password_is_a_clear_error() {
     let pki = pki();
     let broker = secure_broker(&pki);
     let room = SimRoom::start(SimConfig::default()).await.unwrap();
-    let key = Secret::new(pki.client_key.clone());
 
     // A CA that did not sign the broker's certificate.
-    let other = pki_ca_only();
-    let tls = TlsOptions::from_pem(
-        Some(other.as_bytes()),
-        Some((pki.client_cert.as_bytes(), &key)),
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let (bridge, tasks) = bridge::start(
-        options(broker.tls_port, &room, tls, PASSWORD),
-        shutdown.clone(),
-    );
-    let error = || {
-        bridge
-            .link()
-            .stats()
-            .last_error
-            .lock()
-            .unwrap()
-            .clone()
-            .unwrap_or_default()
-    };
+    let tls = client_tls(&pki, &pki_ca_only());
+    let mut running = Running::start(options(broker.tls_port, &room, tls, PASSWORD));
+    let error = || last_error(&running.bridge);
     wait_until(WAIT, "a certificate error", || !error().is_empty()).await;
     assert!(
         error().to_lowercase().contains("certificate") || error().contains("UnknownIssuer"),
         "{}",
         error()
     );
-    assert!(!bridge.link().is_connected());
-    shutdown.cancel();
-    bridge.stop(tasks).await;
+    assert!(!running.bridge.link().is_connected());
+    running.stop().await;
 
     // The right CA, a wrong password.
-    let tls = TlsOptions::from_pem(
-        Some(pki.ca.as_bytes()),
-        Some((pki.client_cert.as_bytes(), &key)),
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let (bridge, tasks) = bridge::start(
-        options(broker.tls_port, &room, tls, "wrong-password-93"),
-        shutdown.clone(),
-    );
-    let error = || {
-        bridge
-            .link()
-            .stats()
-            .last_error
-            .lock()
-            .unwrap()
-            .clone()
-            .unwrap_or_default()
-    };
+    let tls = client_tls(&pki, &pki.ca);
+    let mut running = Running::start(options(broker.tls_port, &room, tls, "wrong-password-93"));
+    let error = || last_error(&running.bridge);
     wait_until(WAIT, "a refusal", || !error().is_empty()).await;
     assert!(
         error().to_lowercase().contains("refused")
@@ -262,8 +237,7 @@ async fn a_wrong_ca_or_password_is_a_clear_error() {
         error()
     );
     assert!(!error().contains("wrong-password-93"));
-    shutdown.cancel();
-    bridge.stop(tasks).await;
+    running.stop().await;
 }
 
 #[test]
@@ -327,18 +301,9 @@ async fn status_connects_like_the_bridge_over_tls_and_explains_failures() {
     let broker = secure_broker(&pki);
     let room = SimRoom::start(SimConfig::default()).await.unwrap();
     let probe = Probe::connect(broker.plain_port, &["trueconf/#"]).await;
-    let key = Secret::new(pki.client_key.clone());
-    let tls = TlsOptions::from_pem(
-        Some(pki.ca.as_bytes()),
-        Some((pki.client_cert.as_bytes(), &key)),
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let (bridge, tasks) = bridge::start_instance(
-        options(broker.tls_port, &room, tls, PASSWORD),
-        Some("east".into()),
-        shutdown.clone(),
-    );
+    let tls = client_tls(&pki, &pki.ca);
+    let mut running =
+        Running::start_instance(options(broker.tls_port, &room, tls, PASSWORD), "east");
     probe
         .wait_value("trueconf/bridge/east/state", "online", WAIT)
         .await;
@@ -384,9 +349,7 @@ async fn status_connects_like_the_bridge_over_tls_and_explains_failures() {
     assert!(!ok);
     assert!(stderr.contains("refused"), "{stderr}");
     assert!(!stderr.contains("wrong-password-93"), "{stderr}");
-
-    shutdown.cancel();
-    bridge.stop(tasks).await;
+    running.stop().await;
 }
 
 fn pki_ca_only() -> String {

@@ -10,12 +10,13 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use trueconf2mqtt::bridge::ownership::Ownership;
-use trueconf2mqtt::bridge::{self, Bridge, BridgeOptions, RoomEntry, Tasks};
-use trueconf2mqtt::mqtt::LinkOptions;
-use trueconf2mqtt::room::RoomOptions;
+use trueconf2mqtt::bridge::{self, Bridge, Tasks};
 use trueconf2mqtt::simulator::{SimConfig, SimRoom};
 
-use common::{Broker, Probe, wait_until};
+use common::{
+    Broker, Probe, room_entry, test_bridge_options, test_link_options, test_room_options,
+    wait_until,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -43,35 +44,17 @@ impl Instance {
         let rooms = rooms
             .iter()
             .map(|(id, sim)| {
-                let mut options = RoomOptions::new("127.0.0.1", sim.http_port());
-                options.keepalive = Duration::from_millis(900);
-                options.reconnect_min = Duration::from_millis(50);
-                options.reconnect_max = Duration::from_millis(300);
-                RoomEntry {
-                    id: (*id).into(),
-                    name: format!("Room {id}"),
-                    options,
-                    allow_dangerous: Vec::new(),
-                }
+                room_entry(
+                    id,
+                    &format!("Room {id}"),
+                    test_room_options(sim.http_port()),
+                )
             })
             .collect();
-        let options = BridgeOptions {
-            mqtt: LinkOptions {
-                keepalive: Duration::from_secs(5),
-                reconnect_min: Duration::from_millis(50),
-                reconnect_max: Duration::from_millis(300),
-                ..LinkOptions::new(
-                    "127.0.0.1",
-                    broker_port,
-                    format!("trueconf2mqtt-{name}-{}", fastrand::u32(..)),
-                )
-            },
-            base_topic: "trueconf".into(),
-            discovery_prefix: Some("homeassistant".into()),
-            max_payload_bytes: 4096,
-            command_max_age: Duration::from_secs(5),
+        let options = test_bridge_options(
+            test_link_options(broker_port, &format!("trueconf2mqtt-{name}")),
             rooms,
-        };
+        );
         let shutdown = CancellationToken::new();
         let (bridge, tasks) =
             bridge::start_instance(options, instance.map(str::to_owned), shutdown.clone());

@@ -16,18 +16,19 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-use trueconf2mqtt::bridge::{self, Bridge, BridgeOptions, RoomEntry, Tasks};
+use trueconf2mqtt::bridge::{BridgeOptions, RoomEntry};
 use trueconf2mqtt::config::{Settings, explain};
 use trueconf2mqtt::mqtt::LinkOptions;
 use trueconf2mqtt::room::{RoomClient, RoomOptions};
 use trueconf2mqtt::secret::Secret;
 
-use common::{LogCapture, Probe, free_port, wait_until, within};
+use common::{
+    LogCapture, Probe, Running, free_port, room_entry, test_bridge_options, test_link_options,
+    test_room_options, wait_until, within,
+};
 
 const ROOM: &str = "boardroom";
 const ROOM_PIN: &str = "PIN-7391-SECRET";
@@ -174,66 +175,28 @@ impl Drop for SimProcess {
 // === Bridges ===
 
 fn room_options(http_port: u16, pin: &str) -> RoomOptions {
-    let mut options = RoomOptions::new("127.0.0.1", http_port).with_pin(pin);
-    options.keepalive = Duration::from_millis(900);
-    options.reconnect_min = Duration::from_millis(50);
-    options.reconnect_max = Duration::from_millis(300);
+    let mut options = test_room_options(http_port).with_pin(pin);
     options.auth_retry = Duration::from_secs(1);
     options
 }
 
 fn options(broker: u16, base: &str, password: &str, room: RoomOptions) -> BridgeOptions {
+    let mqtt = LinkOptions {
+        credentials: Some((MQTT_USER.into(), Secret::new(password))),
+        ..test_link_options(broker, &format!("t2m-secrets-{base}"))
+    };
+    let room = RoomEntry {
+        allow_dangerous: vec![
+            "login".into(),
+            "logout".into(),
+            "getTokenForHttpServer".into(),
+        ],
+        ..room_entry(ROOM, "Boardroom", room)
+    };
     BridgeOptions {
-        mqtt: LinkOptions {
-            credentials: Some((MQTT_USER.into(), Secret::new(password))),
-            keepalive: Duration::from_secs(5),
-            reconnect_min: Duration::from_millis(50),
-            reconnect_max: Duration::from_millis(300),
-            ..LinkOptions::new(
-                "127.0.0.1",
-                broker,
-                format!("t2m-secrets-{base}-{}", fastrand::u32(..)),
-            )
-        },
         base_topic: base.into(),
         discovery_prefix: Some(format!("ha-{base}")),
-        max_payload_bytes: 4096,
-        command_max_age: Duration::from_secs(5),
-        rooms: vec![RoomEntry {
-            id: ROOM.into(),
-            name: "Boardroom".into(),
-            options: room,
-            allow_dangerous: vec![
-                "login".into(),
-                "logout".into(),
-                "getTokenForHttpServer".into(),
-            ],
-        }],
-    }
-}
-
-struct Running {
-    bridge: Arc<Bridge>,
-    tasks: Option<Tasks>,
-    shutdown: CancellationToken,
-}
-
-impl Running {
-    fn start(options: BridgeOptions) -> Running {
-        let shutdown = CancellationToken::new();
-        let (bridge, tasks) = bridge::start(options, shutdown.clone());
-        Running {
-            bridge,
-            tasks: Some(tasks),
-            shutdown,
-        }
-    }
-
-    async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(tasks) = self.tasks.take() {
-            self.bridge.clone().stop(tasks).await;
-        }
+        ..test_bridge_options(mqtt, vec![room])
     }
 }
 

@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests: a real mosquitto on a free port, an MQTT probe
-//! client, a TCP proxy that can cut or blackhole a link, and bounded waiting.
+//! client, a TCP proxy that can cut or blackhole a link, bounded waiting, and the bridge and
+//! Room options the tests start from (short keepalives and backoffs, so failures show fast).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -14,6 +15,10 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use trueconf2mqtt::bridge::{self, Bridge, BridgeOptions, RoomEntry, Tasks};
+use trueconf2mqtt::mqtt::LinkOptions;
+use trueconf2mqtt::room::RoomOptions;
 
 /// A free TCP port on 127.0.0.1 (bind :0, read, release).
 pub fn free_port() -> u16 {
@@ -576,6 +581,90 @@ impl Broker {
                 "mosquitto did not save its database within {timeout:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Link options for a broker on 127.0.0.1: client id `<client_prefix>-<random>`, keepalive 5 s,
+/// reconnect backoff 50–300 ms.
+pub fn test_link_options(broker_port: u16, client_prefix: &str) -> LinkOptions {
+    LinkOptions {
+        keepalive: Duration::from_secs(5),
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(300),
+        ..LinkOptions::new(
+            "127.0.0.1",
+            broker_port,
+            format!("{client_prefix}-{}", fastrand::u32(..)),
+        )
+    }
+}
+
+/// Options for a Room on 127.0.0.1 (no PIN): keepalive 0.9 s, reconnect backoff 50–300 ms.
+pub fn test_room_options(http_port: u16) -> RoomOptions {
+    let mut options = RoomOptions::new("127.0.0.1", http_port);
+    options.keepalive = Duration::from_millis(900);
+    options.reconnect_min = Duration::from_millis(50);
+    options.reconnect_max = Duration::from_millis(300);
+    options
+}
+
+/// A room entry without dangerous methods allowed.
+pub fn room_entry(id: &str, name: &str, options: RoomOptions) -> RoomEntry {
+    RoomEntry {
+        id: id.into(),
+        name: name.into(),
+        options,
+        allow_dangerous: Vec::new(),
+    }
+}
+
+/// Bridge options under `trueconf` with Home Assistant discovery on `homeassistant`, 4 KiB
+/// commands and a 5 s command age limit; tests override what they are about.
+pub fn test_bridge_options(mqtt: LinkOptions, rooms: Vec<RoomEntry>) -> BridgeOptions {
+    BridgeOptions {
+        mqtt,
+        base_topic: "trueconf".into(),
+        discovery_prefix: Some("homeassistant".into()),
+        max_payload_bytes: 4096,
+        command_max_age: Duration::from_secs(5),
+        rooms,
+    }
+}
+
+/// A running bridge and how to stop it.
+pub struct Running {
+    pub bridge: Arc<Bridge>,
+    tasks: Option<Tasks>,
+    shutdown: CancellationToken,
+}
+
+impl Running {
+    /// Starts a bridge (no instance name).
+    pub fn start(options: BridgeOptions) -> Running {
+        Running::start_with(options, None)
+    }
+
+    /// Starts a bridge as instance `instance` (`mqtt.instance`).
+    pub fn start_instance(options: BridgeOptions, instance: &str) -> Running {
+        Running::start_with(options, Some(instance.to_owned()))
+    }
+
+    fn start_with(options: BridgeOptions, instance: Option<String>) -> Running {
+        let shutdown = CancellationToken::new();
+        let (bridge, tasks) = bridge::start_instance(options, instance, shutdown.clone());
+        Running {
+            bridge,
+            tasks: Some(tasks),
+            shutdown,
+        }
+    }
+
+    /// Stops it and waits for its tasks; a second call does nothing.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(tasks) = self.tasks.take() {
+            self.bridge.clone().stop(tasks).await;
         }
     }
 }

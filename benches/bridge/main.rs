@@ -32,7 +32,8 @@
 //! mosquitto's default, where every request/response round trip through the broker stalls
 //! ~40 ms on Nagle + delayed ACK); for `python_client`: `BENCH_CLIENT_METHOD` (getMicMute),
 //! `BENCH_CLIENT_COMMANDS` (2000), `BENCH_PY_COMMANDS` (100), `BENCH_CLIENT_IDLE_SECONDS` (3),
-//! `BENCH_PYTHON` (an interpreter with `trueconf_room`; default: a virtualenv under `target/`).
+//! `BENCH_PYTHON` (an interpreter with `trueconf_room`; default: a virtualenv under `target/`);
+//! `BENCH_BRIDGE_WORKERS` (worker threads of the bridge runtime; default one per core).
 
 mod command;
 #[path = "../common/mod.rs"]
@@ -180,7 +181,14 @@ fn main() {
     let _ = now_ns();
     let started = Instant::now();
 
-    let bridge_rt = tokio::runtime::Builder::new_multi_thread()
+    let mut bridge_rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = std::env::var("BENCH_BRIDGE_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        bridge_rt.worker_threads(workers);
+    }
+    let bridge_rt = bridge_rt
         .thread_name(BRIDGE_THREADS)
         .enable_all()
         .build()

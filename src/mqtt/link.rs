@@ -50,7 +50,7 @@ pub struct LinkOptions {
     pub max_incoming_packet: usize,
     /// Events and responses kept while the broker is away.
     pub event_buffer: usize,
-    /// Topic of the last will (retained `offline`).
+    /// Topic of the last will (retained `offline`); empty: no last will (one-shot clients).
     pub will_topic: String,
     /// Topics whose retained messages are published before others after a reconnect
     /// (Home Assistant discovery must precede state).

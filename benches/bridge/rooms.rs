@@ -8,7 +8,7 @@ use trueconf2mqtt::simulator::{SimConfig, SimRoom};
 
 use crate::common::{Broker, Usage, connect, recv_until, rss_mb};
 use crate::report::Line;
-use crate::under_test::{bridge_options, start_bridge, stop_bridge};
+use crate::under_test::{Running, bridge_options, start_bridge, stop_bridge};
 use crate::{BRIDGE_THREADS, PIN, Settings};
 
 pub async fn rooms(s: &Settings, rt: &Handle, lines: &mut Vec<Line>) {
@@ -58,15 +58,7 @@ pub async fn rooms(s: &Settings, rt: &Handle, lines: &mut Vec<Line>) {
             if now >= next_report {
                 next_report += Duration::from_secs(5);
                 let stats = running.bridge.link().stats();
-                let links = entries
-                    .iter()
-                    .filter(|(id, _)| {
-                        running
-                            .bridge
-                            .room(id)
-                            .is_some_and(|c| c.link().borrow().is_online())
-                    })
-                    .count();
+                let links = links_up(&running, &entries);
                 println!(
                     "rooms: {n} rooms, {:>3.0} s: {count} online on MQTT, {links} Room links up, {} published, {} dropped by the outbox",
                     now.duration_since(t0).as_secs_f64(),
@@ -87,21 +79,8 @@ pub async fn rooms(s: &Settings, rt: &Handle, lines: &mut Vec<Line>) {
         }
         let elapsed = t0.elapsed();
         let cpu = Usage::of(BRIDGE_THREADS).since(cpu0);
-        let links_online = entries
-            .iter()
-            .filter(|(id, _)| {
-                running
-                    .bridge
-                    .room(id)
-                    .is_some_and(|c| c.link().borrow().is_online())
-            })
-            .count();
-        let published = running
-            .bridge
-            .link()
-            .stats()
-            .published
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let links_online = links_up(&running, &entries);
+        let published = published_count(&running);
         // Let the retained state and discovery settle before reading the memory.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss_all = rss_mb();
@@ -136,12 +115,7 @@ pub async fn rooms(s: &Settings, rt: &Handle, lines: &mut Vec<Line>) {
         // broker accepts connections until every room's availability is back.
         let _ = sub.disconnect().await;
         drop(rx);
-        let published0 = running
-            .bridge
-            .link()
-            .stats()
-            .published
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let published0 = published_count(&running);
         broker.restart();
         let t1 = Instant::now();
         let (_sub, mut rx) = connect(s.client(
@@ -167,13 +141,7 @@ pub async fn rooms(s: &Settings, rt: &Handle, lines: &mut Vec<Line>) {
         );
         line.put(
             format!("{k}republish_msgs"),
-            running
-                .bridge
-                .link()
-                .stats()
-                .published
-                .load(std::sync::atomic::Ordering::Relaxed)
-                .saturating_sub(published0) as f64,
+            published_count(&running).saturating_sub(published0) as f64,
         );
         if republished < n {
             println!("rooms: only {republished} of {n} rooms back after the broker restart");
@@ -185,4 +153,27 @@ pub async fn rooms(s: &Settings, rt: &Handle, lines: &mut Vec<Line>) {
     }
     line.print();
     lines.push(line);
+}
+
+/// Rooms whose Room link is up.
+fn links_up(running: &Running, entries: &[(String, u16)]) -> usize {
+    entries
+        .iter()
+        .filter(|(id, _)| {
+            running
+                .bridge
+                .room(id)
+                .is_some_and(|c| c.link().borrow().is_online())
+        })
+        .count()
+}
+
+/// Messages the bridge has handed to the broker so far.
+fn published_count(running: &Running) -> u64 {
+    running
+        .bridge
+        .link()
+        .stats()
+        .published
+        .load(std::sync::atomic::Ordering::Relaxed)
 }

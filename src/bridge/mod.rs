@@ -277,7 +277,7 @@ pub fn start_instance(
         };
         let (commands, commands_rx) = mpsc::channel(ROOM_COMMAND_QUEUE);
         tasks.push(tokio::spawn(room::supervise(
-            spec,
+            Arc::new(spec),
             ownership.clone(),
             commands_rx,
             reports_tx.clone(),

@@ -17,20 +17,12 @@ use crate::mqtt::{MqttLink, Publish, Topics};
 use crate::protocol::{SECRET_FIELDS, redact};
 use crate::room::{LinkState, RoomClient, RoomOptions, RoomState};
 
-/// Everything the tasks of one room need.
+/// Everything the tasks of one room need while it is served: what the room is, and the client
+/// of the current connection to it.
 #[derive(Clone)]
 pub(crate) struct RoomContext {
-    pub id: String,
-    pub name: String,
-    pub host: String,
+    pub spec: Arc<RoomSpec>,
     pub client: RoomClient,
-    pub link: MqttLink,
-    pub topics: Topics,
-    pub discovery_prefix: Option<String>,
-    /// The bridge state topic Home Assistant availability follows; `None` = `<base>/bridge/state`.
-    pub bridge_state: Option<String>,
-    pub allow_dangerous: Arc<Vec<String>>,
-    pub stats: Arc<RoomBridgeStats>,
 }
 
 /// Per-room counters.
@@ -138,10 +130,12 @@ pub(crate) async fn publish_loop(
         } else {
             "offline"
         };
-        ctx.link
-            .publish(Publish::retained(ctx.topics.availability(&ctx.id), payload));
+        ctx.spec.link.publish(Publish::retained(
+            ctx.spec.topics.availability(&ctx.spec.id),
+            payload,
+        ));
         let _ = reports.try_send(LinkReport {
-            room: ctx.id.clone(),
+            room: ctx.spec.id.clone(),
             state: state.clone(),
         });
     };
@@ -168,15 +162,15 @@ pub(crate) async fn publish_loop(
                 // client stops reading meanwhile, so nothing is dropped on the way.
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = ctx.link.ready() => {}
+                    _ = ctx.spec.link.ready() => {}
                 }
                 let payload = if event.fields.keys().any(|k| SECRET_FIELDS.contains(&k.as_str())) {
                     redact(&Value::Object(event.fields.clone())).to_string()
                 } else {
                     event.to_json()
                 };
-                ctx.link.publish(Publish::transient(ctx.topics.event(&ctx.id, &event.name), payload));
-                ctx.stats.events.fetch_add(1, Ordering::Relaxed);
+                ctx.spec.link.publish(Publish::transient(ctx.spec.topics.event(&ctx.spec.id, &event.name), payload));
+                ctx.spec.stats.events.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -187,20 +181,21 @@ fn publish_state(
     state: &RoomState,
     discovery_inputs: &mut Option<DiscoveryInputs>,
 ) {
-    if let Some(prefix) = &ctx.discovery_prefix {
+    if let Some(prefix) = &ctx.spec.discovery_prefix {
         let inputs = DiscoveryInputs::of(state);
         if discovery_inputs.as_ref() != Some(&inputs) {
             let discovery = DiscoveryContext {
-                base_topic: ctx.topics.base(),
+                base_topic: ctx.spec.topics.base(),
                 prefix,
-                room_id: &ctx.id,
-                room_name: &ctx.name,
-                host: &ctx.host,
+                room_id: &ctx.spec.id,
+                room_name: &ctx.spec.name,
+                host: &ctx.spec.options.host,
                 bridge_version: env!("CARGO_PKG_VERSION"),
             };
-            let via = ctx.bridge_state.as_deref();
+            let via = ctx.spec.bridge_state.as_deref();
             for message in homeassistant::discovery_messages_via(&discovery, state, via) {
-                ctx.link
+                ctx.spec
+                    .link
                     .publish(Publish::retained(message.topic, message.payload));
             }
             *discovery_inputs = Some(inputs);
@@ -208,11 +203,13 @@ fn publish_state(
     }
     let document = state_document(state);
     for (field, value) in plain_fields(&document) {
-        ctx.link
-            .publish(Publish::retained(ctx.topics.field(&ctx.id, field), value));
+        ctx.spec.link.publish(Publish::retained(
+            ctx.spec.topics.field(&ctx.spec.id, field),
+            value,
+        ));
     }
-    ctx.link.publish(Publish::retained(
-        ctx.topics.room(&ctx.id),
+    ctx.spec.link.publish(Publish::retained(
+        ctx.spec.topics.room(&ctx.spec.id),
         document.to_string(),
     ));
 }
@@ -227,7 +224,7 @@ pub(crate) async fn command_loop(
     cancel: CancellationToken,
     lost: CancellationToken,
 ) {
-    let allow = ctx.allow_dangerous.clone();
+    let allow = ctx.spec.allow_dangerous.clone();
     let policy = move |method: &str| allow.iter().any(|m| m == "*" || m == method);
     loop {
         let next = tokio::select! {
@@ -256,21 +253,25 @@ pub(crate) async fn command_loop(
                 Err(error) => Err(error),
                 Ok(actions) => command::execute(&ctx.client, actions)
                     .await
-                    .map_err(|e| format!("room '{}': {e}", ctx.id)),
+                    .map_err(|e| format!("room '{}': {e}", ctx.spec.id)),
             }
         };
-        ctx.stats
+        ctx.spec
+            .stats
             .command_seconds
             .observe(started.elapsed().as_secs_f64());
         match &outcome {
-            Ok(_) => ctx.stats.commands_ok.fetch_add(1, Ordering::Relaxed),
+            Ok(_) => ctx.spec.stats.commands_ok.fetch_add(1, Ordering::Relaxed),
             Err(error) => {
-                info!(room = %ctx.id, command = %name, %error, "command failed");
-                ctx.stats.commands_failed.fetch_add(1, Ordering::Relaxed)
+                info!(room = %ctx.spec.id, command = %name, %error, "command failed");
+                ctx.spec
+                    .stats
+                    .commands_failed
+                    .fetch_add(1, Ordering::Relaxed)
             }
         };
         let body = command::response(outcome, command.transaction);
-        ctx.link.publish(reply.publish(&body));
+        ctx.spec.link.publish(reply.publish(&body));
     }
 }
 
@@ -282,6 +283,7 @@ pub(crate) struct RoomSpec {
     pub link: MqttLink,
     pub topics: Topics,
     pub discovery_prefix: Option<String>,
+    /// The bridge state topic Home Assistant availability follows; `None` = `<base>/bridge/state`.
     pub bridge_state: Option<String>,
     pub allow_dangerous: Arc<Vec<String>>,
     pub stats: Arc<RoomBridgeStats>,
@@ -295,7 +297,7 @@ pub(crate) struct RoomSpec {
 /// owns are dropped here, unanswered: the owner answers them. Commands that arrive while the
 /// claim is pending wait for it.
 pub(crate) async fn supervise(
-    spec: RoomSpec,
+    spec: Arc<RoomSpec>,
     mut ownership: watch::Receiver<Ownership>,
     mut commands: mpsc::Receiver<RoomCommand>,
     reports: mpsc::Sender<LinkReport>,
@@ -328,16 +330,8 @@ pub(crate) async fn supervise(
             *slot = Some(client.clone());
         }
         let ctx = RoomContext {
-            id: spec.id.clone(),
-            name: spec.name.clone(),
-            host: spec.options.host.clone(),
+            spec: spec.clone(),
             client: client.clone(),
-            link: spec.link.clone(),
-            topics: spec.topics.clone(),
-            discovery_prefix: spec.discovery_prefix.clone(),
-            bridge_state: spec.bridge_state.clone(),
-            allow_dangerous: spec.allow_dangerous.clone(),
-            stats: spec.stats.clone(),
         };
         let lost = cancel.child_token();
         let publisher = tokio::spawn(publish_loop(ctx.clone(), reports.clone(), lost.clone()));

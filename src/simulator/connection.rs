@@ -60,33 +60,13 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     stop: CancellationToken,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((tcp, _)) => {
-                let Some(slot) = shared.ws_sockets.acquire() else {
-                    tracing::debug!(port = shared.ws_port, "too many connections; refusing one");
-                    continue;
-                };
-                // Replies are small and latency matters more than packet count.
-                let _ = tcp.set_nodelay(true);
-                let shared = Arc::clone(&shared);
-                let kill = stop.child_token();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    serve(shared, tcp, kill).await;
-                });
-            }
-            Err(e) => {
-                // Typically EMFILE: back off instead of spinning.
-                tracing::debug!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    }
+    let sockets = Arc::clone(&shared.ws_sockets);
+    super::listener::accept_loop(listener, sockets, stop, |tcp, kill| {
+        // Replies are small and latency matters more than packet count.
+        let _ = tcp.set_nodelay(true);
+        serve(Arc::clone(&shared), tcp, kill)
+    })
+    .await;
 }
 
 async fn serve(shared: Arc<Shared>, tcp: TcpStream, kill: CancellationToken) {

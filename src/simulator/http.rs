@@ -38,32 +38,17 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     stop: CancellationToken,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((tcp, _)) => {
-                let Some(slot) = shared.http_sockets.acquire() else {
-                    continue;
-                };
-                let shared = Arc::clone(&shared);
-                let kill = stop.child_token();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    tokio::select! {
-                        _ = kill.cancelled() => {}
-                        _ = serve(&shared, tcp) => {}
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    let sockets = Arc::clone(&shared.http_sockets);
+    super::listener::accept_loop(listener, sockets, stop, |tcp, kill| {
+        let shared = Arc::clone(&shared);
+        async move {
+            tokio::select! {
+                _ = kill.cancelled() => {}
+                _ = serve(&shared, tcp) => {}
             }
         }
-    }
+    })
+    .await;
 }
 
 async fn serve(shared: &Arc<Shared>, mut tcp: TcpStream) {

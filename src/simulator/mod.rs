@@ -19,6 +19,7 @@
 mod connection;
 mod control;
 mod http;
+mod listener;
 mod machine;
 mod room;
 

@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{Event, MAX_FRAME_BYTES, catalog, redact};
 
+use super::listener::SocketCount;
 use super::machine::{Effects, Machine, SimSnapshot, Timer, error_reply, error_text};
 use super::{GarbageKind, SimConfig};
 
@@ -318,39 +319,6 @@ pub(crate) fn encode(fields: &Map<String, Value>) -> Utf8Bytes {
 struct Lifecycle {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
-}
-
-/// Counts the open sockets of one listener, to bound them.
-pub(crate) struct SocketCount {
-    open: AtomicUsize,
-    max: usize,
-}
-
-/// Releases a socket slot when dropped.
-pub(crate) struct SocketSlot(Arc<SocketCount>);
-
-impl SocketCount {
-    fn new(max: usize) -> Arc<SocketCount> {
-        Arc::new(SocketCount {
-            open: AtomicUsize::new(0),
-            max,
-        })
-    }
-
-    pub fn acquire(self: &Arc<Self>) -> Option<SocketSlot> {
-        let previous = self.open.fetch_add(1, Ordering::AcqRel);
-        if previous >= self.max {
-            self.open.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(SocketSlot(Arc::clone(self)))
-    }
-}
-
-impl Drop for SocketSlot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// One room, shared by its handle, its listeners and its connections.

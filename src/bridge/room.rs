@@ -164,10 +164,11 @@ pub(crate) async fn publish_loop(
                     _ = cancel.cancelled() => break,
                     _ = ctx.spec.link.ready() => {}
                 }
-                let payload = if event.fields.keys().any(|k| SECRET_FIELDS.contains(&k.as_str())) {
-                    redact(&Value::Object(event.fields.clone())).to_string()
+                let payload: bytes::Bytes = if event.fields.keys().any(|k| SECRET_FIELDS.contains(&k.as_str())) {
+                    redact(&Value::Object(event.fields.clone())).to_string().into()
                 } else {
-                    event.to_json()
+                    // The Room's own bytes, passed through without a copy.
+                    event.json_bytes()
                 };
                 ctx.spec.link.publish(Publish::transient(ctx.spec.topics.event(&ctx.spec.id, &event.name), payload));
                 ctx.spec.stats.events.fetch_add(1, Ordering::Relaxed);

@@ -346,6 +346,24 @@ impl Event {
             None => Value::Object(self.fields.clone()).to_string(),
         }
     }
+
+    /// The frame as JSON bytes, for publishing: the received text itself, shared rather than
+    /// copied, when known; else serialised.
+    pub fn json_bytes(&self) -> bytes::Bytes {
+        match &self.raw {
+            Some(raw) => bytes::Bytes::from_owner(SharedText(raw.clone())),
+            None => Value::Object(self.fields.clone()).to_string().into(),
+        }
+    }
+}
+
+/// Received text lent to a [`bytes::Bytes`] without a copy.
+struct SharedText(std::sync::Arc<str>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 #[cfg(test)]
@@ -364,6 +382,19 @@ mod tests {
         );
         let e = Event::from_data("audioCapturerMute", json!({"mute": true}));
         assert_eq!(e.kind, EventKind::MicMuted(true));
+    }
+
+    #[test]
+    fn received_bytes_pass_through_unchanged() {
+        // Key order and spacing as the Room sent them: published as is, not re-serialised.
+        let text = r#"{ "event":"myEvent", "method":"event","data" : [1, 2] }"#;
+        let Ok(crate::protocol::Incoming::Event(e)) = crate::protocol::parse_incoming(text) else {
+            panic!("an event");
+        };
+        assert_eq!(&e.json_bytes()[..], text.as_bytes());
+        let built = Event::from_data("x", json!(1));
+        let value: Value = serde_json::from_slice(&built.json_bytes()).unwrap();
+        assert_eq!(value["event"], "x");
     }
 
     #[test]

@@ -435,13 +435,22 @@ mod tests {
     #[test]
     fn a_float_transaction_is_echoed_exactly() {
         // serde_json's default float parser may land one ulp off; `float_roundtrip` is on.
-        for text in ["-8.03287712452469e74", "0.30000000000000004", "5e-324", "123.456"] {
+        for text in [
+            "-8.03287712452469e74",
+            "0.30000000000000004",
+            "5e-324",
+            "123.456",
+        ] {
             let payload = format!(r#"{{"mic_muted":true,"transaction":{text}}}"#);
             let cmd = parse_set(&payload).unwrap();
             let echoed = response(Ok(json!({})), cmd.transaction).to_string();
             let expected: f64 = text.parse().unwrap();
             let back: Value = serde_json::from_str(&echoed).unwrap();
-            assert_eq!(back["transaction"].as_f64(), Some(expected), "{text} → {echoed}");
+            assert_eq!(
+                back["transaction"].as_f64(),
+                Some(expected),
+                "{text} → {echoed}"
+            );
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Several bridge instances on one mosquitto: rooms assigned in each instance's configuration,
 //! every instance with its own bridge topics and last will, a room configured twice served by
-//! exactly one instance, and a standby taking a room over when its owner stops.
+//! exactly one instance, and a standby taking a room over when its owner stops or crashes.
 
 mod common;
 
@@ -11,10 +11,11 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use trueconf2mqtt::bridge::ownership::Ownership;
 use trueconf2mqtt::bridge::{self, Bridge, Tasks};
+use trueconf2mqtt::mqtt::LinkOptions;
 use trueconf2mqtt::simulator::{SimConfig, SimRoom};
 
 use common::{
-    Broker, Probe, room_entry, test_bridge_options, test_link_options, test_room_options,
+    Broker, Probe, Proxy, room_entry, test_bridge_options, test_link_options, test_room_options,
     wait_until,
 };
 
@@ -41,6 +42,18 @@ impl Instance {
         broker_port: u16,
         rooms: &[(&str, &SimRoom)],
     ) -> Instance {
+        let mqtt = test_link_options(broker_port, &format!("trueconf2mqtt-{name}"));
+        Instance::launch_with(name, instance, mqtt, rooms)
+    }
+
+    /// Like [`Instance::launch`], with chosen broker link options (a proxy's port, a short
+    /// keepalive).
+    fn launch_with(
+        name: &'static str,
+        instance: Option<&str>,
+        mqtt: LinkOptions,
+        rooms: &[(&str, &SimRoom)],
+    ) -> Instance {
         let rooms = rooms
             .iter()
             .map(|(id, sim)| {
@@ -51,10 +64,7 @@ impl Instance {
                 )
             })
             .collect();
-        let options = test_bridge_options(
-            test_link_options(broker_port, &format!("trueconf2mqtt-{name}")),
-            rooms,
-        );
+        let options = test_bridge_options(mqtt, rooms);
         let shutdown = CancellationToken::new();
         let (bridge, tasks) =
             bridge::start_instance(options, instance.map(str::to_owned), shutdown.clone());
@@ -350,6 +360,153 @@ async fn a_standby_instance_takes_the_room_over_when_the_owner_stops() {
     assert_eq!(claim_of(&probe, "shared").unwrap()["instance"], "west");
     east.stop().await;
     west.stop().await;
+}
+
+/// Messages on `topic` the probe received after the first `mark` messages of its log.
+fn since(probe: &Probe, mark: usize, topic: &str) -> Vec<common::Message> {
+    probe
+        .messages()
+        .into_iter()
+        .skip(mark)
+        .filter(|m| m.topic == topic)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_crashed_owner_is_taken_over_after_its_last_will() {
+    let broker = Broker::start();
+    let shared = sim().await;
+    let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
+    // East reaches the broker through a proxy, with a short keepalive: the broker gives up on it
+    // (and publishes its last will) about 3 s after it last heard from it.
+    let proxy = Proxy::start(broker.port).await;
+    let east = Instance::launch_with(
+        "east",
+        Some("east"),
+        LinkOptions {
+            keepalive: Duration::from_secs(2),
+            ..test_link_options(proxy.port, "trueconf2mqtt-east")
+        },
+        &[("shared", &shared)],
+    );
+    probe.wait_value(&east.topic("state"), "online", WAIT).await;
+    probe
+        .wait_value("trueconf/shared/availability", "online", WAIT)
+        .await;
+    let mut west = Instance::start("west", broker.port, &[("shared", &shared)]);
+    wait_until(WAIT, "west refuses the room", || {
+        matches!(
+            west.bridge.ownership("shared"),
+            Some(Ownership::Refused { ref by, .. }) if by == "east"
+        )
+    })
+    .await;
+    assert_eq!(east.bridge.ownership("shared"), Some(Ownership::Owned));
+    assert_eq!(claim_of(&probe, "shared").unwrap()["instance"], "east");
+    wait_until(WAIT, "east alone connected to the Room", || {
+        shared.authenticated_connections() == 1 && east.bridge.room("shared").is_some()
+    })
+    .await;
+
+    // The crash: the broker stops hearing from east (nothing east sends from now on gets
+    // through, on this connection or a new one), and east's WebSocket to the Room dies. No
+    // graceful stop: east neither publishes `offline` nor clears its claim.
+    let mark = probe.messages().len();
+    proxy.blackhole();
+    east.bridge
+        .room("shared")
+        .expect("east serves the room")
+        .close()
+        .await;
+    wait_until(WAIT, "the Room lost its controller", || {
+        shared.authenticated_connections() == 0
+    })
+    .await;
+
+    // The broker publishes east's last will, the claim still standing (a graceful stop would
+    // have cleared it before going offline).
+    wait_until(WAIT, "east's last will (`offline`)", || {
+        since(&probe, mark, &east.topic("state"))
+            .iter()
+            .any(|m| m.payload == "offline")
+    })
+    .await;
+    assert!(
+        since(&probe, mark, "trueconf/shared/owner")
+            .iter()
+            .all(|m| !m.payload.is_empty()),
+        "east's claim was cleared: not a crash"
+    );
+
+    // West takes the room over, claims it and serves it.
+    wait_until(WAIT, "west takes the room over", || {
+        west.bridge.ownership("shared") == Some(Ownership::Owned)
+    })
+    .await;
+    probe
+        .wait_latest("trueconf/shared/owner", WAIT, |p| {
+            p.contains("\"instance\":\"west\"") && !p.contains("\"intent\":true")
+        })
+        .await;
+    assert_eq!(claim_of(&probe, "shared").unwrap()["instance"], "west");
+    wait_until(WAIT, "the room online again, published by west", || {
+        since(&probe, mark, "trueconf/shared/availability")
+            .last()
+            .is_some_and(|m| m.payload == "online")
+    })
+    .await;
+    wait_until(WAIT, "west alone connected to the Room", || {
+        shared.authenticated_connections() == 1
+            && west
+                .bridge
+                .room("shared")
+                .is_some_and(|c| c.link().borrow().is_online())
+    })
+    .await;
+
+    // One response per command, from west.
+    let response = command(
+        &probe,
+        "trueconf/shared/request/getAppState",
+        "{\"transaction\":11}",
+        "trueconf/shared/response/getAppState",
+    )
+    .await;
+    assert_eq!(response["status"], "ok", "{response}");
+    assert_eq!(response["transaction"], 11, "{response}");
+    health_check(&probe, &west).await;
+    assert_eq!(
+        responses(&probe, "trueconf/shared/response/getAppState").len(),
+        1
+    );
+    assert_eq!(shared.authenticated_connections(), 1);
+
+    // Nothing of east's got through after the crash but its will; east never learned of it.
+    assert!(
+        since(&probe, mark, &east.topic("info")).is_empty(),
+        "east published after the crash"
+    );
+    assert_eq!(east.bridge.ownership("shared"), Some(Ownership::Owned));
+
+    // What the broker retains now, as a client connecting afterwards sees it.
+    let late = Probe::connect(
+        broker.port,
+        &[
+            "trueconf/shared/owner",
+            "trueconf/shared/availability",
+            "trueconf/bridge/east/state",
+        ],
+    )
+    .await;
+    late.wait_value(&east.topic("state"), "offline", WAIT).await;
+    late.wait_latest("trueconf/shared/owner", WAIT, |p| {
+        p.contains("\"instance\":\"west\"")
+    })
+    .await;
+    late.wait_value("trueconf/shared/availability", "online", WAIT)
+        .await;
+    west.stop().await;
+    // East stays blackholed until the test ends: it is dropped, never stopped.
 }
 
 #[tokio::test]

@@ -448,7 +448,7 @@ async fn poll_loop(
                 backoff.reset();
                 failures = 0;
                 stats.connects.fetch_add(1, Ordering::Relaxed);
-                info!(%broker, session_present, "connected to the MQTT broker");
+                info!(%broker, client_id = %options.client_id, session_present, "connected to the MQTT broker");
                 // Always resubscribe: idempotent, and the broker may have lost the session.
                 for filter in &filters {
                     if let Err(e) = client.try_subscribe(filter, options.qos) {

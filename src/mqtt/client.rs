@@ -164,6 +164,12 @@ impl EventLoop {
     /// outbox sends them again whatever the broker remembers. Other requests stay.
     pub fn take_unsent(&mut self) -> Vec<Publish> {
         let mut taken = Vec::new();
+        // Requests still in the channel join `pending` first (rumqttc moved what it had when
+        // the connection broke; this takes what came after).
+        match self {
+            EventLoop::V4(l) => l.clean(),
+            EventLoop::V5(l) => l.clean(),
+        }
         match self {
             EventLoop::V4(l) => l.pending.retain(|request| match request {
                 rumqttc::Request::Publish(p) => {

@@ -482,17 +482,6 @@ async fn poll_loop(
             Err(error) => {
                 down_since.get_or_insert_with(std::time::Instant::now);
                 connection.send_if_modified(|c| std::mem::replace(&mut c.connected, false));
-                // What was in flight goes back to the outbox, which sends it again after the
-                // reconnect even if the broker lost our session (rumqttc would drop it then).
-                let unsent = eventloop.take_unsent();
-                if !unsent.is_empty() {
-                    let count = unsent.iter().filter(|p| !p.retain).count() as u64;
-                    debug!(count, "handing unacknowledged publishes back to the outbox");
-                    if outbox.try_send(Control::Unsent(unsent)).is_err() {
-                        stats.dropped.fetch_add(count, Ordering::Relaxed);
-                        warn!(count, "outbox full: dropping unacknowledged events");
-                    }
-                }
                 failures += 1;
                 let delay = backoff.next_delay();
                 let refused = error.refused;
@@ -507,6 +496,20 @@ async fn poll_loop(
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
+                }
+                // What was in flight goes back to the outbox, which sends it again after the
+                // reconnect even if the broker lost our session (rumqttc would drop it then).
+                // Taken after the backoff, just before reconnecting: a publish that slipped into
+                // rumqttc's channel before the outbox saw the link go down is taken with the
+                // rest, in order, instead of overtaking them on the new connection.
+                let unsent = eventloop.take_unsent();
+                if !unsent.is_empty() {
+                    let count = unsent.iter().filter(|p| !p.retain).count() as u64;
+                    debug!(count, "handing unacknowledged publishes back to the outbox");
+                    if outbox.try_send(Control::Unsent(unsent)).is_err() {
+                        stats.dropped.fetch_add(count, Ordering::Relaxed);
+                        warn!(count, "outbox full: dropping unacknowledged events");
+                    }
                 }
             }
         }
@@ -619,7 +622,7 @@ impl OutboxTask {
                     .fetch_add(drained.sent, Ordering::Relaxed);
                 self.left_backlog(before - self.outbox.queued());
             }
-            if shared.backlog.load(Ordering::Relaxed) < LOW_WATER {
+            if !connected || shared.backlog.load(Ordering::Relaxed) < LOW_WATER {
                 shared.room.notify_waiters();
             }
             if !self.outbox.has_work() {

@@ -509,3 +509,39 @@ async fn the_event_stream_slows_the_room_down_instead_of_losing_events() {
         .await
         .expect("still serving requests");
 }
+
+#[tokio::test]
+async fn a_consumer_pausing_longer_than_the_keepalive_keeps_the_session_and_every_event() {
+    const EVENTS: u64 = 50;
+    let room = sim().await;
+    let client = online(&room).await;
+    let keepalive = options(&room).keepalive;
+    let mut stream = client.event_stream(1);
+    for seq in 0..EVENTS {
+        room.emit_raw(json!({"method": "event", "event": "burstEvent", "seq": seq}));
+    }
+    // The consumer stops reading for three keepalives (the scenario itself, not a wait for a
+    // condition): the session holds an event and does not read the socket meanwhile, which must
+    // not be taken for a silent Room.
+    tokio::time::sleep(keepalive * 3).await;
+    let mut next = 0;
+    within(WAIT, "every event after the pause", async {
+        while next < EVENTS {
+            let event = stream.recv().await.expect("stream open");
+            if event.name == "burstEvent" {
+                assert_eq!(event.fields["seq"], json!(next), "in order, none missing");
+                next += 1;
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        client
+            .stats()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the pause did not cost the session"
+    );
+    assert!(client.link().borrow().is_online());
+}

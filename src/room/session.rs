@@ -73,6 +73,9 @@ pub(crate) async fn supervise(
     let options = &shared.options;
     let mut backoff = Backoff::new(options.reconnect_min, options.reconnect_max);
     let address = format!("{}:{}", options.host, options.port);
+    // An event a session could not hand over before it ended: the next session delivers it
+    // before reading anything else, so the lossless stream stays lossless and in order.
+    let mut carried = None;
     loop {
         shared.link.send_replace(LinkState::Connecting);
         let attempt = tokio::select! {
@@ -84,8 +87,9 @@ pub(crate) async fn supervise(
                 let started = Instant::now();
                 shared.stats.connects.fetch_add(1, Ordering::Relaxed);
                 info!(room = %address, "authenticated");
-                let mut session = Session::new(socket, shared.clone());
+                let mut session = Session::new(socket, shared.clone(), carried.take());
                 let end = session.run(&mut commands, &cancel).await;
+                carried = session.held.take();
                 shared.accepting.store(false, Ordering::Release);
                 session.fail_pending();
                 match end {
@@ -257,11 +261,14 @@ struct Session {
     last_heard: Instant,
     /// An event the lossless consumer had no room for: the socket is not read until it is
     /// delivered (backpressure instead of loss).
-    held: Option<(mpsc::Sender<Arc<Event>>, Arc<Event>)>,
+    held: Option<HeldEvent>,
 }
 
+/// An event waiting for room in the lossless consumer's channel, with that channel.
+type HeldEvent = (mpsc::Sender<Arc<Event>>, Arc<Event>);
+
 impl Session {
-    fn new(socket: Socket, shared: Arc<Shared>) -> Session {
+    fn new(socket: Socket, shared: Arc<Shared>, held: Option<HeldEvent>) -> Session {
         Session {
             socket,
             shared,
@@ -269,7 +276,7 @@ impl Session {
             by_method: HashMap::new(),
             next_id: 0,
             last_heard: Instant::now(),
-            held: None,
+            held,
         }
     }
 
@@ -298,6 +305,8 @@ impl Session {
                     if let (Ok(permit), Some((_, event))) = (permit, held) {
                         permit.send(event);
                     }
+                    // The Room was not silent: we were not listening.
+                    self.last_heard = Instant::now();
                 }
                 frame = self.socket.next(), if self.held.is_none() => {
                     self.last_heard = Instant::now();
@@ -325,7 +334,9 @@ impl Session {
                         break End::Lost(e);
                     }
                 }
-                _ = tick.tick() => {
+                _ = tick.tick(), if self.held.is_none() => {
+                    // Not while an event is held: the socket is not read then, so silence
+                    // would be ours, not the Room's.
                     let silent = self.last_heard.elapsed();
                     if silent >= keepalive {
                         break End::Lost(format!("no frame from the Room for {} ms", silent.as_millis()));

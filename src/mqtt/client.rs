@@ -63,6 +63,8 @@ pub(crate) enum TryError {
     Full,
     /// Anything else (the event loop is gone).
     Other(String),
+    /// This message can never be sent (an invalid topic): drop it rather than retry.
+    Invalid(String),
 }
 
 /// What one poll of the event loop produced.
@@ -123,6 +125,11 @@ impl Client {
         payload: Bytes,
         correlation: Option<Bytes>,
     ) -> Result<(), TryError> {
+        // rumqttc reports an invalid topic like a full channel; told apart here, so one bad
+        // message cannot block everything queued behind it.
+        if !rumqttc::valid_topic(topic) {
+            return Err(TryError::Invalid(format!("invalid topic {topic:?}")));
+        }
         match self {
             Client::V4(c) => c.try_publish(topic, qos, retain, payload).map_err(v4_error),
             Client::V5(c) => match correlation {

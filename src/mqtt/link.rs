@@ -607,10 +607,14 @@ impl OutboxTask {
                             p.payload.clone(),
                             p.correlation.clone(),
                         )
-                        .inspect_err(|e| {
-                            if let TryError::Other(e) = e {
-                                warn!(topic = %p.topic, error = %e, "cannot publish");
+                        .inspect_err(|e| match e {
+                            TryError::Other(e) => {
+                                warn!(topic = %p.topic, error = %e, "cannot publish")
                             }
+                            TryError::Invalid(e) => {
+                                warn!(error = %e, "dropping a message that can never be published")
+                            }
+                            TryError::Full => {}
                         })
                 });
                 blocked = drained.blocked;
@@ -620,6 +624,9 @@ impl OutboxTask {
                 self.stats
                     .published
                     .fetch_add(drained.sent, Ordering::Relaxed);
+                self.stats
+                    .dropped
+                    .fetch_add(drained.invalid, Ordering::Relaxed);
                 self.left_backlog(before - self.outbox.queued());
             }
             if !connected || shared.backlog.load(Ordering::Relaxed) < LOW_WATER {

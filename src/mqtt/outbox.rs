@@ -46,6 +46,8 @@ pub(crate) struct Drained {
     pub sent: u64,
     /// The receiver refused one (full or failing): call again once it has room.
     pub blocked: bool,
+    /// Messages dropped because they can never be sent ([`TryError::Invalid`]).
+    pub invalid: u64,
 }
 
 impl Outbox {
@@ -137,17 +139,21 @@ impl Outbox {
 
     /// Hands messages to `send` until it refuses one or nothing is left: retained topics first
     /// (under the first prefix, then the others), then transient messages in order. A refused
-    /// message stays at the head for the next call.
+    /// message stays at the head for the next call; one that can never be sent
+    /// ([`TryError::Invalid`]) is dropped and counted.
     pub fn drain(&mut self, mut send: impl FnMut(&Publish) -> Result<(), TryError>) -> Drained {
         let mut drained = Drained::default();
         while let Some(topic) = self.dirty_first.front().or_else(|| self.dirty.front()) {
             let payload = self.retained.get(topic).cloned().unwrap_or_default();
             let message = Publish::retained(topic.clone(), payload);
-            if send(&message).is_err() {
-                drained.blocked = true;
-                return drained;
+            match send(&message) {
+                Ok(()) => drained.sent += 1,
+                Err(TryError::Invalid(_)) => drained.invalid += 1,
+                Err(_) => {
+                    drained.blocked = true;
+                    return drained;
+                }
             }
-            drained.sent += 1;
             let topic = match self.dirty_first.pop_front() {
                 Some(topic) => topic,
                 None => self.dirty.pop_front().unwrap_or_default(),
@@ -159,11 +165,14 @@ impl Outbox {
             }
         }
         while let Some(p) = self.queue.front() {
-            if send(p).is_err() {
-                drained.blocked = true;
-                return drained;
+            match send(p) {
+                Ok(()) => drained.sent += 1,
+                Err(TryError::Invalid(_)) => drained.invalid += 1,
+                Err(_) => {
+                    drained.blocked = true;
+                    return drained;
+                }
             }
-            drained.sent += 1;
             self.queue.pop_front();
         }
         drained
@@ -366,6 +375,31 @@ mod tests {
         assert_eq!(dropped, 0, "a burst while connected is kept");
         assert_eq!(outbox.connection_lost(), 4998);
         assert_eq!(outbox.queued(), 2);
+    }
+
+    #[test]
+    fn a_message_that_can_never_be_sent_does_not_block_the_rest() {
+        let mut outbox = Outbox::new(10, None);
+        outbox.accept(Publish::transient("bad/+", "x"), true);
+        outbox.accept(Publish::transient("good", "y"), true);
+        let mut sent = Vec::new();
+        let drained = outbox.drain(|p| {
+            if p.topic.contains('+') {
+                return Err(TryError::Invalid("invalid topic".into()));
+            }
+            sent.push(p.topic.clone());
+            Ok(())
+        });
+        assert_eq!(
+            drained,
+            Drained {
+                sent: 1,
+                blocked: false,
+                invalid: 1
+            }
+        );
+        assert_eq!(sent, ["good"]);
+        assert!(!outbox.has_work());
     }
 
     #[test]

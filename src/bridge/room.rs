@@ -14,7 +14,7 @@ use super::ownership::Ownership;
 use super::publish::{plain_fields, state_document};
 use crate::homeassistant::{self, DiscoveryContext};
 use crate::mqtt::{MqttLink, Publish, Topics};
-use crate::protocol::{SECRET_FIELDS, redact};
+use crate::protocol::{has_secret_field, redact};
 use crate::room::{LinkState, RoomClient, RoomOptions, RoomState};
 
 /// Everything the tasks of one room need while it is served: what the room is, and the client
@@ -164,7 +164,8 @@ pub(crate) async fn publish_loop(
                     _ = cancel.cancelled() => break,
                     _ = ctx.spec.link.ready() => {}
                 }
-                let payload: bytes::Bytes = if event.fields.keys().any(|k| SECRET_FIELDS.contains(&k.as_str())) {
+                // Secrets are looked for at any depth, as `redact` masks them.
+                let payload: bytes::Bytes = if has_secret_field(&event.fields) {
                     redact(&Value::Object(event.fields.clone())).to_string().into()
                 } else {
                     // The Room's own bytes, passed through without a copy.

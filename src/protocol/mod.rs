@@ -17,4 +17,4 @@ pub use frame::{
     FrameError, Incoming, MAX_FRAME_BYTES, Response, encode_request, parse_incoming,
     websocket_config,
 };
-pub use secrets::{SECRET_FIELDS, redact};
+pub use secrets::{SECRET_FIELDS, has_secret, has_secret_field, redact};

@@ -37,6 +37,21 @@ pub fn redact(value: &Value) -> Value {
     }
 }
 
+/// Whether `value` holds a secret field at any depth (what [`redact`] would mask).
+pub fn has_secret(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => has_secret_field(map),
+        Value::Array(items) => items.iter().any(has_secret),
+        _ => false,
+    }
+}
+
+/// [`has_secret`] for an object's members (an event's fields), without building a `Value`.
+pub fn has_secret_field(map: &serde_json::Map<String, Value>) -> bool {
+    map.iter()
+        .any(|(k, v)| (SECRET_FIELDS.contains(&k.as_str()) && !v.is_null()) || has_secret(v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +64,8 @@ mod tests {
             redact(&v),
             json!({"method":"auth","credentials":"***","x":[{"token":"***","ok":1}]})
         );
+        assert!(has_secret(&v));
+        assert!(has_secret(&json!({"a":{"b":[{"pin":"0123"}]}})));
+        assert!(!has_secret(&json!({"a":{"b":[{"pin":null,"mute":true}]}})));
     }
 }

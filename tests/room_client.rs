@@ -488,16 +488,11 @@ async fn the_event_stream_slows_the_room_down_instead_of_losing_events() {
     for seq in 0..BURST {
         room.emit_raw(json!({"method": "event", "event": "burstEvent", "seq": seq}));
     }
-    let mut next = 0;
-    within(WAIT, "the whole burst through the event stream", async {
-        while next < BURST {
-            let event = stream.recv().await.expect("stream open");
-            if event.name == "burstEvent" {
-                assert_eq!(event.fields["seq"], json!(next), "in order, none missing");
-                next += 1;
-            }
-        }
-    })
+    receive_in_order(
+        &mut stream,
+        BURST,
+        "the whole burst through the event stream",
+    )
     .await;
     assert!(matches!(
         idle_subscriber.try_recv(),
@@ -524,17 +519,7 @@ async fn a_consumer_pausing_longer_than_the_keepalive_keeps_the_session_and_ever
     // condition): the session holds an event and does not read the socket meanwhile, which must
     // not be taken for a silent Room.
     tokio::time::sleep(keepalive * 3).await;
-    let mut next = 0;
-    within(WAIT, "every event after the pause", async {
-        while next < EVENTS {
-            let event = stream.recv().await.expect("stream open");
-            if event.name == "burstEvent" {
-                assert_eq!(event.fields["seq"], json!(next), "in order, none missing");
-                next += 1;
-            }
-        }
-    })
-    .await;
+    receive_in_order(&mut stream, EVENTS, "every event after the pause").await;
     assert_eq!(
         client
             .stats()
@@ -544,4 +529,24 @@ async fn a_consumer_pausing_longer_than_the_keepalive_keeps_the_session_and_ever
         "the pause did not cost the session"
     );
     assert!(client.link().borrow().is_online());
+}
+
+/// Reads `burstEvent`s numbered 0..n from a lossless event stream and checks they come in order,
+/// none missing.
+async fn receive_in_order(
+    stream: &mut tokio::sync::mpsc::Receiver<std::sync::Arc<trueconf2mqtt::protocol::Event>>,
+    n: u64,
+    what: &str,
+) {
+    within(WAIT, what, async {
+        let mut next = 0;
+        while next < n {
+            let event = stream.recv().await.expect("stream open");
+            if event.name == "burstEvent" {
+                assert_eq!(event.fields["seq"], json!(next), "in order, none missing");
+                next += 1;
+            }
+        }
+    })
+    .await;
 }

@@ -29,4 +29,5 @@ pub mod room;
 pub mod secret;
 pub mod simulator;
 pub mod status;
+pub mod surface;
 pub mod systemd;

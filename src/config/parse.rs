@@ -173,7 +173,7 @@ fn mqtt(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> MqttSettings 
                 format!("{} is not a usable instance name", quote(instance)),
                 "1–64 characters from A–Z a–z 0–9 _ -, unique among the bridges on this broker (e.g. \"east-wing\"); empty = a single bridge",
             );
-        } else if crate::mqtt::Topics::RESERVED_INSTANCES.contains(&instance.as_str()) {
+        } else if crate::surface::Topics::RESERVED_INSTANCES.contains(&instance.as_str()) {
             p.push(
                 s.key("instance"),
                 format!(

@@ -92,6 +92,26 @@ impl LinkState {
     pub fn is_online(&self) -> bool {
         matches!(self, LinkState::Online)
     }
+
+    /// Its name in reports (`bridge/info`, `/readyz`, the systemd status line).
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkState::Online => "online",
+            LinkState::Connecting => "connecting",
+            LinkState::Offline { .. } => "offline",
+            LinkState::AuthRefused { .. } => "auth_refused",
+            LinkState::Stopped => "stopped",
+        }
+    }
+
+    /// Why the Room is not online, when there is a reason to tell.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            LinkState::Offline { reason } => Some(reason),
+            LinkState::AuthRefused { message } => Some(message),
+            _ => None,
+        }
+    }
 }
 
 /// Counters for health and metrics.

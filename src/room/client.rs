@@ -604,6 +604,3 @@ impl PtzMove {
             .find(|m| m.as_str().eq_ignore_ascii_case(word.trim()))
     }
 }
-
-/// How long a session must stay up before the reconnect backoff starts over.
-pub(crate) const HEALTHY_PERIOD: Duration = Duration::from_secs(30);

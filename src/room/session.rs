@@ -21,10 +21,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::client::{Command, HEALTHY_PERIOD, LinkState, Shared};
+use super::client::{Command, LinkState, Shared};
 use super::discovery::{DEFAULT_WS_PORT, discover};
 use super::error::RoomError;
-use crate::backoff::Backoff;
+use crate::backoff::Reconnect;
 use crate::protocol::{
     AppState, Event, EventKind, Incoming, MAX_FRAME_BYTES, Response, encode_request,
     parse_incoming, websocket_config,
@@ -71,7 +71,7 @@ pub(crate) async fn supervise(
     cancel: CancellationToken,
 ) {
     let options = &shared.options;
-    let mut backoff = Backoff::new(options.reconnect_min, options.reconnect_max);
+    let mut reconnect = Reconnect::new(options.reconnect_min, options.reconnect_max);
     let address = format!("{}:{}", options.host, options.port);
     // An event a session could not hand over before it ended: the next session delivers it
     // before reading anything else, so the lossless stream stays lossless and in order.
@@ -84,7 +84,7 @@ pub(crate) async fn supervise(
         };
         let delay = match attempt {
             Ok(socket) => {
-                let started = Instant::now();
+                reconnect.connected();
                 shared.stats.connects.fetch_add(1, Ordering::Relaxed);
                 info!(room = %address, "authenticated");
                 let mut session = Session::new(socket, shared.clone(), carried.take());
@@ -100,10 +100,7 @@ pub(crate) async fn supervise(
                         shared.link.send_replace(LinkState::Offline { reason });
                     }
                 }
-                if started.elapsed() >= HEALTHY_PERIOD {
-                    backoff.reset();
-                }
-                backoff.next_delay()
+                reconnect.failed()
             }
             Err(RoomError::AuthRefused { code, message }) => {
                 shared.remember(RoomError::AuthRefused {
@@ -121,7 +118,7 @@ pub(crate) async fn supervise(
             }
             Err(error) => {
                 shared.remember(error.clone());
-                let delay = backoff.next_delay();
+                let delay = reconnect.failed();
                 warn!(room = %address, %error, retry_in_ms = delay.as_millis() as u64, "cannot connect");
                 shared.link.send_replace(LinkState::Offline {
                     reason: error.to_string(),

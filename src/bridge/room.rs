@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::command::{self, CommandError, ParsedCommand};
 use super::ownership::Ownership;
-use crate::homeassistant::{self, DiscoveryContext};
+use crate::homeassistant::{self, DiscoveryContext, DiscoveryInputs};
 use crate::mqtt::{MqttLink, Publish};
 use crate::protocol::{has_secret_field, redact};
 use crate::room::{LinkState, RoomClient, RoomOptions, RoomState};
@@ -82,31 +82,6 @@ pub(crate) struct QueuedCommand {
 pub(crate) struct LinkReport {
     pub room: String,
     pub state: LinkState,
-}
-
-/// The inputs of Home Assistant discovery that change rarely; discovery is rebuilt only when
-/// they do, not on every state change.
-#[derive(PartialEq, Default)]
-struct DiscoveryInputs {
-    version: Option<String>,
-    http_port: Option<u16>,
-    devices: Vec<Vec<String>>,
-}
-
-impl DiscoveryInputs {
-    fn of(state: &RoomState) -> DiscoveryInputs {
-        let names =
-            |list: &[crate::protocol::Device]| list.iter().map(|d| d.name.clone()).collect();
-        DiscoveryInputs {
-            version: state.version.clone(),
-            http_port: state.http_port,
-            devices: vec![
-                names(&state.cameras),
-                names(&state.microphones),
-                names(&state.speakers),
-            ],
-        }
-    }
 }
 
 /// Events the Room client may hand over before it stops reading the Room: enough to ride over

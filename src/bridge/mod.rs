@@ -311,25 +311,11 @@ pub fn start_instance(
         inner.clone(),
     )));
     if let Some(prefix) = &options.discovery_prefix {
-        let current = options
-            .rooms
-            .iter()
-            .flat_map(|room| {
-                crate::homeassistant::entity_topics(&crate::homeassistant::DiscoveryContext {
-                    base_topic: &options.base_topic,
-                    prefix,
-                    room_id: &room.id,
-                    room_name: &room.name,
-                    host: &room.options.host,
-                    bridge_version: env!("CARGO_PKG_VERSION"),
-                })
-            })
-            .collect();
         tasks.push(tokio::spawn(sweep::sweep(
             options.mqtt.clone(),
             prefix.clone(),
             topics.bridge_state(),
-            current,
+            sweep::current_topics(&options, prefix),
             bridge.link.clone(),
             inner.clone(),
         )));

@@ -14,6 +14,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::BridgeOptions;
+use crate::homeassistant::{DiscoveryContext, entity_topics};
 use crate::mqtt::{LinkOptions, MqttLink, Publish, read_retained};
 
 /// Longest wait for the bridge's own connection before sweeping.
@@ -32,6 +34,24 @@ fn is_ours(payload: &[u8], bridge_state: &str) -> bool {
         Some(Value::Array(entries)) => entries.iter().any(named),
         _ => config.get("availability_topic").and_then(Value::as_str) == Some(bridge_state),
     }
+}
+
+/// The config topics of today's rooms and entities: the ones not to clear.
+pub(crate) fn current_topics(options: &BridgeOptions, prefix: &str) -> HashSet<String> {
+    options
+        .rooms
+        .iter()
+        .flat_map(|room| {
+            entity_topics(&DiscoveryContext {
+                base_topic: &options.base_topic,
+                prefix,
+                room_id: &room.id,
+                room_name: &room.name,
+                host: &room.options.host,
+                bridge_version: env!("CARGO_PKG_VERSION"),
+            })
+        })
+        .collect()
 }
 
 /// Once the bridge is connected, reads the retained configs and clears the stale ones of this

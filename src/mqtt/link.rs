@@ -195,7 +195,7 @@ struct Inbox {
 
 /// What the producers, the outbox task and the event loop task share.
 #[derive(Default)]
-struct Shared {
+struct LinkShared {
     inbox: std::sync::Mutex<Inbox>,
     /// Wakes the outbox task: something was put in the inbox.
     wake: Notify,
@@ -219,7 +219,7 @@ const HIGH_WATER: usize = 8192;
 #[derive(Clone)]
 pub struct MqttLink {
     control: mpsc::Sender<Control>,
-    shared: Arc<Shared>,
+    shared: Arc<LinkShared>,
     connection: watch::Receiver<Connection>,
     client: Client,
     qos: QoS,
@@ -251,7 +251,7 @@ impl MqttLink {
         let (connection_tx, connection) = watch::channel(Connection::default());
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(LinkShared::default());
         let stats = Arc::new(MqttStats::default());
 
         let task = tokio::spawn(poll_loop(
@@ -422,7 +422,7 @@ async fn poll_loop(
     connection: watch::Sender<Connection>,
     inbound: mpsc::Sender<Inbound>,
     outbox: mpsc::Sender<Control>,
-    shared: Arc<Shared>,
+    shared: Arc<LinkShared>,
     stats: Arc<MqttStats>,
     cancel: CancellationToken,
 ) {
@@ -545,7 +545,7 @@ struct OutboxTask {
     client: Client,
     qos: QoS,
     stats: Arc<MqttStats>,
-    shared: Arc<Shared>,
+    shared: Arc<LinkShared>,
     event_buffer: usize,
 }
 

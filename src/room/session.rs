@@ -21,7 +21,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::client::{Command, LinkState, Shared};
+use super::client::{ClientShared, LinkState, PendingRequest};
 use super::discovery::{DEFAULT_WS_PORT, discover};
 use super::error::RoomError;
 use crate::backoff::Reconnect;
@@ -66,8 +66,8 @@ enum End {
 
 /// Runs sessions until cancelled.
 pub(crate) async fn supervise(
-    shared: Arc<Shared>,
-    mut commands: mpsc::Receiver<Command>,
+    shared: Arc<ClientShared>,
+    mut commands: mpsc::Receiver<PendingRequest>,
     cancel: CancellationToken,
 ) {
     let options = &shared.options;
@@ -149,7 +149,7 @@ pub(crate) async fn supervise(
 }
 
 /// Discovers the port, opens the WebSocket and authenticates, all within `connect_timeout`.
-async fn connect_and_authenticate(shared: &Shared) -> Result<Socket, RoomError> {
+async fn connect_and_authenticate(shared: &ClientShared) -> Result<Socket, RoomError> {
     let options = &shared.options;
     let address = format!("{}:{}", options.host, options.port);
     let unreachable = |reason: String| RoomError::Unreachable {
@@ -249,7 +249,7 @@ struct Pending {
 /// One authenticated connection.
 struct Session {
     socket: Socket,
-    shared: Arc<Shared>,
+    shared: Arc<ClientShared>,
     pending: HashMap<String, Pending>,
     /// Ids per method in send order, for replies without a usable id (SPEC §5.2: the Room
     /// answers the commands of one connection in order — inferred).
@@ -265,7 +265,7 @@ struct Session {
 type HeldEvent = (mpsc::Sender<Arc<Event>>, Arc<Event>);
 
 impl Session {
-    fn new(socket: Socket, shared: Arc<Shared>, held: Option<HeldEvent>) -> Session {
+    fn new(socket: Socket, shared: Arc<ClientShared>, held: Option<HeldEvent>) -> Session {
         Session {
             socket,
             shared,
@@ -279,7 +279,7 @@ impl Session {
 
     async fn run(
         &mut self,
-        commands: &mut mpsc::Receiver<Command>,
+        commands: &mut mpsc::Receiver<PendingRequest>,
         cancel: &CancellationToken,
     ) -> End {
         let keepalive = self.shared.options.keepalive;
@@ -388,14 +388,14 @@ impl Session {
     /// Writes `first` and whatever else is already queued, then flushes once.
     async fn write_batch(
         &mut self,
-        first: Command,
-        commands: &mut mpsc::Receiver<Command>,
+        first: PendingRequest,
+        commands: &mut mpsc::Receiver<PendingRequest>,
     ) -> Result<(), String> {
         let timeout = self.shared.options.request_timeout;
         let mut next = Some(first);
         let mut written = 0;
         let outcome = tokio::time::timeout(timeout, async {
-            while let Some(Command::Request {
+            while let Some(PendingRequest {
                 method,
                 params,
                 reply,
@@ -559,7 +559,7 @@ impl Session {
 }
 
 /// Reads the whole state after a (re)connect, then reports the link online.
-async fn resync(shared: Arc<Shared>) {
+async fn resync(shared: Arc<ClientShared>) {
     let requests = RESYNC
         .iter()
         .map(|method| shared.request(method, Map::new()));

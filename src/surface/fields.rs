@@ -167,6 +167,15 @@ const fn ha(
     }
 }
 
+const fn button(
+    object: &'static str,
+    name: &'static str,
+    icon: &'static str,
+    payload: &'static str,
+) -> HaEntity {
+    ha(object, name, icon, Component::Button { payload })
+}
+
 const fn diagnostic(entity: HaEntity) -> HaEntity {
     HaEntity {
         category: Some("diagnostic"),
@@ -231,36 +240,11 @@ fn app_states() -> Vec<&'static str> {
 }
 
 const PTZ_BUTTONS: &[HaEntity] = &[
-    ha(
-        "ptz_left",
-        "PTZ left",
-        "mdi:arrow-left-bold",
-        Component::Button { payload: "left" },
-    ),
-    ha(
-        "ptz_right",
-        "PTZ right",
-        "mdi:arrow-right-bold",
-        Component::Button { payload: "right" },
-    ),
-    ha(
-        "ptz_up",
-        "PTZ up",
-        "mdi:arrow-up-bold",
-        Component::Button { payload: "up" },
-    ),
-    ha(
-        "ptz_down",
-        "PTZ down",
-        "mdi:arrow-down-bold",
-        Component::Button { payload: "down" },
-    ),
-    ha(
-        "ptz_zoom_in",
-        "PTZ zoom in",
-        "mdi:magnify-plus",
-        Component::Button { payload: "zoom_in" },
-    ),
+    button("ptz_left", "PTZ left", "mdi:arrow-left-bold", "left"),
+    button("ptz_right", "PTZ right", "mdi:arrow-right-bold", "right"),
+    button("ptz_up", "PTZ up", "mdi:arrow-up-bold", "up"),
+    button("ptz_down", "PTZ down", "mdi:arrow-down-bold", "down"),
+    button("ptz_zoom_in", "PTZ zoom in", "mdi:magnify-plus", "zoom_in"),
     ha(
         "ptz_zoom_out",
         "PTZ zoom out",
@@ -269,12 +253,7 @@ const PTZ_BUTTONS: &[HaEntity] = &[
             payload: "zoom_out",
         },
     ),
-    ha(
-        "ptz_stop",
-        "PTZ stop",
-        "mdi:stop",
-        Component::Button { payload: "stop" },
-    ),
+    button("ptz_stop", "PTZ stop", "mdi:stop", "stop"),
 ];
 
 /// Every field, in the order the docs list them.
@@ -661,24 +640,9 @@ pub static FIELDS: &[Field] = &[
                 device_class: None,
                 component: Component::Text,
             },
-            ha(
-                "accept",
-                "Accept call",
-                "mdi:phone-check",
-                Component::Button { payload: "accept" },
-            ),
-            ha(
-                "reject",
-                "Reject call",
-                "mdi:phone-cancel",
-                Component::Button { payload: "reject" },
-            ),
-            ha(
-                "hangup",
-                "Hang up",
-                "mdi:phone-hangup",
-                Component::Button { payload: "hangup" },
-            ),
+            button("accept", "Accept call", "mdi:phone-check", "accept"),
+            button("reject", "Reject call", "mdi:phone-cancel", "reject"),
+            button("hangup", "Hang up", "mdi:phone-hangup", "hangup"),
         ],
         about: "accept, reject, hangup, hangup_all, or a TrueConf ID to call",
     },

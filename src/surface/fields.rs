@@ -274,7 +274,7 @@ pub static FIELDS: &[Field] = &[
                 attributes: &[],
             },
         )],
-        "Room application state: none, connect, login, normal, wait, conference, close, unknown",
+        "`none`, `connect`, `login`, `normal` (idle), `wait` (ringing), `conference`, `close`, or `unknown`",
     ),
     state_field(
         "in_call",
@@ -290,7 +290,7 @@ pub static FIELDS: &[Field] = &[
                 Component::BinarySensor,
             ),
         )],
-        "In a call or conference",
+        "in a call or conference (use for occupancy)",
     ),
     state_field(
         "ringing",
@@ -303,7 +303,7 @@ pub static FIELDS: &[Field] = &[
             "mdi:phone-ring",
             Component::BinarySensor,
         )],
-        "An incoming call is ringing",
+        "an incoming call is ringing",
     ),
     state_field(
         "caller",
@@ -321,7 +321,7 @@ pub static FIELDS: &[Field] = &[
                 attributes: &["caller", "caller_name"],
             },
         )],
-        "TrueConf ID of the party calling while it rings",
+        "TrueConf ID of the ringing caller; empty when none",
     ),
     state_field(
         "caller_name",
@@ -329,7 +329,7 @@ pub static FIELDS: &[Field] = &[
         true,
         |s| text(s.caller.as_ref().map(|c| c.peer_dn.as_str())),
         &[],
-        "Display name of the party calling",
+        "display name of the ringing caller; empty when none",
     ),
     settable(
         state_field(
@@ -343,7 +343,7 @@ pub static FIELDS: &[Field] = &[
                 "mdi:microphone-off",
                 Component::Switch,
             )],
-            "Local microphone muted",
+            "local microphone muted",
         ),
         Setter::Mute {
             method: "setMicMute",
@@ -362,7 +362,7 @@ pub static FIELDS: &[Field] = &[
                 "mdi:video-off",
                 Component::Switch,
             )],
-            "Local camera muted",
+            "local camera muted",
         ),
         Setter::Mute {
             method: "setVideoMute",
@@ -381,7 +381,7 @@ pub static FIELDS: &[Field] = &[
                 "mdi:volume-off",
                 Component::Switch,
             )],
-            "Local speaker muted",
+            "local speaker muted",
         ),
         Setter::Mute {
             method: "setAudioMute",
@@ -400,7 +400,7 @@ pub static FIELDS: &[Field] = &[
                 "mdi:webcam",
                 Component::Select,
             ))],
-            "Selected camera (one of `cameras`)",
+            "selected camera (a name from `cameras`)",
         ),
         Setter::Device {
             method: "setVideoCapturer",
@@ -419,7 +419,7 @@ pub static FIELDS: &[Field] = &[
                 "mdi:microphone",
                 Component::Select,
             ))],
-            "Selected microphone (one of `microphones`)",
+            "selected microphone (a name from `microphones`)",
         ),
         Setter::Device {
             method: "setAudioCapturer",
@@ -438,7 +438,7 @@ pub static FIELDS: &[Field] = &[
                 "mdi:speaker",
                 Component::Select,
             ))],
-            "Selected speaker (one of `speakers`)",
+            "selected speaker (a name from `speakers`)",
         ),
         Setter::Device {
             method: "setAudioRenderer",
@@ -451,7 +451,7 @@ pub static FIELDS: &[Field] = &[
         false,
         |s| device_names(&s.cameras),
         &[],
-        "Camera names",
+        "camera names the Room has",
     ),
     state_field(
         "microphones",
@@ -459,7 +459,7 @@ pub static FIELDS: &[Field] = &[
         false,
         |s| device_names(&s.microphones),
         &[],
-        "Microphone names",
+        "microphone names the Room has",
     ),
     state_field(
         "speakers",
@@ -467,7 +467,7 @@ pub static FIELDS: &[Field] = &[
         false,
         |s| device_names(&s.speakers),
         &[],
-        "Speaker names",
+        "speaker names the Room has",
     ),
     state_field(
         "participant_count",
@@ -485,7 +485,7 @@ pub static FIELDS: &[Field] = &[
                 attributes: &["participants"],
             },
         )],
-        "Participants in the call",
+        "other participants in the call",
     ),
     state_field(
         "participants",
@@ -502,7 +502,7 @@ pub static FIELDS: &[Field] = &[
             Value::Array(listed)
         },
         &[],
-        "Participants as `{peer_id, peer_dn}` (at most 100 listed)",
+        "`[{peer_id, peer_dn}]`, at most 100 listed",
     ),
     state_field(
         "conference_title",
@@ -515,7 +515,7 @@ pub static FIELDS: &[Field] = &[
             "mdi:account-group",
             sensor(&[]),
         )],
-        "Title of the current conference",
+        "title of the current call; empty when none",
     ),
     state_field(
         "conference_id",
@@ -523,7 +523,7 @@ pub static FIELDS: &[Field] = &[
         false,
         |s| text(s.conference.as_ref().map(|c| c.conf_id.as_str())),
         &[],
-        "Id of the current conference",
+        "id of the current call; empty when none",
     ),
     state_field(
         "callee",
@@ -531,7 +531,7 @@ pub static FIELDS: &[Field] = &[
         false,
         |s| text(s.callee.as_deref()),
         &[],
-        "The party being called while it rings",
+        "the party we are calling while it rings",
     ),
     state_field(
         "user",
@@ -544,7 +544,7 @@ pub static FIELDS: &[Field] = &[
             "mdi:account",
             sensor(&["user_name"]),
         ))],
-        "Logged-in TrueConf ID",
+        "logged-in TrueConf ID",
     ),
     state_field(
         "user_name",
@@ -552,7 +552,7 @@ pub static FIELDS: &[Field] = &[
         false,
         |s| text(s.user_name.as_deref()),
         &[],
-        "Logged-in user's display name",
+        "logged-in user's display name",
     ),
     state_field(
         "server",
@@ -565,7 +565,7 @@ pub static FIELDS: &[Field] = &[
             "mdi:server-network",
             sensor(&[]),
         ))],
-        "TrueConf server the Room is connected to",
+        "TrueConf server the Room uses",
     ),
     state_field(
         "server_connected",
@@ -581,7 +581,7 @@ pub static FIELDS: &[Field] = &[
                 Component::BinarySensor,
             ),
         ))],
-        "Connected to a TrueConf server",
+        "connected to the TrueConf server",
     ),
     state_field(
         "logged_in",
@@ -594,7 +594,7 @@ pub static FIELDS: &[Field] = &[
             "mdi:account-check",
             Component::BinarySensor,
         ))],
-        "A user is logged in",
+        "a TrueConf account is logged in",
     ),
     state_field(
         "last_reject",
@@ -607,7 +607,7 @@ pub static FIELDS: &[Field] = &[
             "mdi:phone-cancel",
             sensor(&[]),
         ))],
-        "The last declined call attempt, with its cause",
+        "last declined call and its cause",
     ),
     state_field(
         "window_state",
@@ -615,7 +615,7 @@ pub static FIELDS: &[Field] = &[
         false,
         |s| json!(s.window_state),
         &[],
-        "Main window: 1 minimised, 2 full screen, null unknown (set through `window`)",
+        "main window: `1` minimised, `2` full screen, `null` unknown (set through `window`)",
     ),
     state_field(
         "version",
@@ -623,7 +623,7 @@ pub static FIELDS: &[Field] = &[
         false,
         |s| text(s.version.as_deref()),
         &[],
-        "Room application version",
+        "Room application version (from `getSystemInfo`)",
     ),
     Field {
         name: "call",
@@ -895,6 +895,17 @@ impl Setter {
         })
     }
 
+    /// The payloads it accepts, for people.
+    pub fn grammar(self) -> &'static str {
+        match self {
+            Setter::Mute { .. } => "`ON`, `OFF`, `TOGGLE` (also `true`/`false`/`1`/`0`)",
+            Setter::Device { .. } => "a device name (or its id; `none` for no device)",
+            Setter::Call => "`accept`, `reject`, `hangup`, `hangup_all`, or a TrueConf ID to call",
+            Setter::Ptz => "`left`, `right`, `up`, `down`, `zoom_in`, `zoom_out`, `stop`",
+            Setter::Window => "`minimized`, `fullscreen`",
+        }
+    }
+
     /// The catalog methods this setter can call (for the docs and the table's tests).
     pub fn methods(self) -> Vec<&'static str> {
         match self {
@@ -904,6 +915,33 @@ impl Setter {
             Setter::Window => vec!["changeWindowState"],
         }
     }
+}
+
+/// The README's field tables, generated from [`FIELDS`]: the state fields (JSON members, *plain*
+/// ones with a topic of their own) and the settable fields.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "State fields (in the JSON document; those marked *plain* also have their own topic):\n\n\
+         | field | | meaning |\n|---|---|---|\n",
+    );
+    for f in FIELDS.iter().filter(|f| f.value.is_some()) {
+        let plain = if f.plain { "plain" } else { "" };
+        out.push_str(&format!("| `{}` | {plain} | {} |\n", f.name, f.about));
+    }
+    out.push_str(
+        "\nSettable fields (`set` / `set/<field>`):\n\n| field | payload | API call |\n|---|---|---|\n",
+    );
+    for f in FIELDS {
+        let Some(setter) = f.set else { continue };
+        let methods: Vec<String> = setter.methods().iter().map(|m| format!("`{m}`")).collect();
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            f.name,
+            setter.grammar(),
+            methods.join(", ")
+        ));
+    }
+    out
 }
 
 fn find_device(field: &'static str, list: &[Device], wanted: &str) -> Result<Device, FieldError> {

@@ -123,7 +123,7 @@ async fn health_check(probe: &Probe, instance: &Instance) -> Value {
     command(
         probe,
         &instance.topic("request/health_check"),
-        "",
+        "{}",
         &instance.topic("response/health_check"),
     )
     .await

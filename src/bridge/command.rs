@@ -102,6 +102,16 @@ pub enum CommandError {
         /// The limit.
         max: usize,
     },
+    /// The command topic is so long its response topic could not be published.
+    #[error(
+        "command topic of {bytes} bytes is too long: its response topic would exceed {max} bytes; answered on bridge/response/error"
+    )]
+    TopicTooLong {
+        /// Length of the command topic.
+        bytes: usize,
+        /// The response topic limit.
+        max: usize,
+    },
     /// The payload is not UTF-8.
     #[error("payload is not valid UTF-8")]
     NotUtf8,

@@ -138,6 +138,8 @@ pub(crate) struct Claims {
     rooms: BTreeMap<String, (Phase, watch::Sender<Ownership>)>,
     /// Bridge state topics currently `offline`.
     offline: HashSet<String>,
+    /// Instances already reported for sharing our bridge state topic.
+    sharing: HashSet<String>,
     changed: watch::Sender<u64>,
 }
 
@@ -174,6 +176,7 @@ impl Claims {
             link,
             rooms,
             offline: HashSet::new(),
+            sharing: HashSet::new(),
             changed: watch::Sender::new(0),
         };
         (claims, receivers)
@@ -307,11 +310,46 @@ impl Claims {
     }
 
     fn handle(&mut self, message: &Inbound) {
-        if self.topics.is_any_bridge_state(&message.topic) {
+        if message.topic == self.me.bridge_state {
+            self.on_own_state(message);
+        } else if self.topics.is_any_bridge_state(&message.topic) {
             self.on_bridge_state(&message.topic, &message.payload);
         } else if let Some(room) = self.topics.parse_owner(&message.topic) {
             let room = room.to_owned();
             self.on_owner(&room, message);
+        }
+    }
+
+    /// Our own bridge state set `offline` live (not the retained value of an earlier run) while
+    /// we run: another bridge on the same topics stopped or died. Home Assistant would show
+    /// everything unavailable, so `online` is asserted again.
+    fn on_own_state(&mut self, message: &Inbound) {
+        if message.retain || message.payload.as_ref() != b"offline" {
+            return;
+        }
+        error!(
+            topic = %self.me.bridge_state,
+            instance = %self.me.instance,
+            "another bridge set this bridge's state topic offline while it runs: two bridges share \
+             the topics under one base topic; give each its own mqtt.instance (or base_topic). \
+             Asserting online again"
+        );
+        self.link.republish(&self.me.bridge_state);
+    }
+
+    /// A live claim by another instance that publishes on our bridge state topic: a second
+    /// bridge with the same topics, reported once per instance.
+    fn note_sharing(&mut self, room: &str, claim: &Claim) {
+        if claim.bridge_state == self.me.bridge_state && self.sharing.insert(claim.instance.clone())
+        {
+            error!(
+                room,
+                other = %claim.instance,
+                topic = %self.me.bridge_state,
+                "a second live bridge ('{}') uses this bridge's state topic; they will mark each \
+                 other offline. Give each bridge its own mqtt.instance",
+                claim.instance
+            );
         }
     }
 
@@ -376,6 +414,12 @@ impl Claims {
             // Otherwise a claim of an earlier run of this instance: ours to replace.
             return;
         }
+        if !message.retain {
+            self.note_sharing(room, &claim);
+        }
+        let Some((phase, _)) = self.rooms.get(room) else {
+            return;
+        };
         let earlier = claim.precedes(&self.me) && self.alive(&claim);
         match phase {
             Phase::Refused { by } => {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -12,7 +12,7 @@ use tracing::info;
 use super::command::{self, CommandError, ParsedCommand};
 use super::ownership::Ownership;
 use crate::homeassistant::{self, DiscoveryContext, DiscoveryInputs};
-use crate::mqtt::{MqttLink, Publish};
+use crate::mqtt::{MAX_OUTGOING_PAYLOAD, MqttLink, Publish};
 use crate::protocol::{has_secret_field, redact};
 use crate::room::{LinkState, RoomClient, RoomOptions, RoomState};
 use crate::surface::{Topics, plain_fields, state_document};
@@ -49,10 +49,26 @@ pub(crate) struct Reply {
 
 impl Reply {
     /// The response as a message to publish.
+    /// A body too large to publish (a huge Room reply) becomes a short error, so the command
+    /// still gets its one response.
     pub fn publish(&self, body: &Value) -> Publish {
+        let mut text = body.to_string();
+        if text.len() > MAX_OUTGOING_PAYLOAD {
+            let mut short = json!({
+                "status": "error",
+                "error": format!(
+                    "the response of {} bytes exceeds the {MAX_OUTGOING_PAYLOAD} bytes the bridge publishes",
+                    text.len()
+                ),
+            });
+            if let Some(transaction) = body.get("transaction") {
+                short["transaction"] = transaction.clone();
+            }
+            text = short.to_string();
+        }
         Publish {
             correlation: self.correlation.clone(),
-            ..Publish::transient(self.topic.clone(), body.to_string())
+            ..Publish::transient(self.topic.clone(), text)
         }
     }
 }

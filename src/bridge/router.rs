@@ -15,6 +15,10 @@ use super::{Bridge, ROOM_COMMAND_QUEUE, requests};
 use crate::mqtt::Inbound;
 use crate::surface::{CommandTopic, RoomCommand, Topics};
 
+/// Longest response topic the bridge publishes (bytes). Commands whose response topic would be
+/// longer (room ids and names are far shorter) are answered on `<base>/bridge/response/error`.
+pub(super) const MAX_RESPONSE_TOPIC: usize = 1024;
+
 /// Limits on incoming commands.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
@@ -96,6 +100,12 @@ fn dispatch(
     if answered_elsewhere(bridge, &target, &message.topic) {
         return;
     }
+    // An empty payload is how a retained message is cleared (`mosquitto_pub -r -n`); the broker
+    // forwards the clear to subscribers as an ordinary message. It is never a command.
+    if message.payload.is_empty() {
+        debug!(topic = %message.topic, "ignoring an empty command payload");
+        return;
+    }
     // MQTT 5 request/response: answer where the caller asked, with its correlation data.
     let reply = Reply {
         topic: message
@@ -108,6 +118,13 @@ fn dispatch(
             }),
         correlation: message.correlation.clone(),
     };
+    // A response topic echoes the command topic's levels: one built from a huge topic would be
+    // too long to publish (rumqttc would send a malformed packet and lose the connection).
+    let mut reply = reply;
+    let oversized = reply.topic.len() > MAX_RESPONSE_TOPIC;
+    if oversized {
+        reply.topic = topics.bridge_response("error");
+    }
     let respond = |body: Value| bridge.link.publish(reply.publish(&body));
     let refuse = |error: CommandError, transaction: Option<Value>| {
         warn!(topic = %message.topic, %error, "refusing a command");
@@ -125,6 +142,13 @@ fn dispatch(
             .cloned()
     };
 
+    if oversized {
+        let error = CommandError::TopicTooLong {
+            bytes: message.topic.len(),
+            max: MAX_RESPONSE_TOPIC,
+        };
+        return refuse(error, None);
+    }
     // A retained command would fire again on every resubscribe: never run it.
     if message.retain {
         return refuse(CommandError::Retained, early_transaction());

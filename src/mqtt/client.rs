@@ -130,6 +130,15 @@ impl Client {
         if !rumqttc::valid_topic(topic) {
             return Err(TryError::Invalid(format!("invalid topic {topic:?}")));
         }
+        // Not encodable (an MQTT string holds at most 65,535 bytes) or over our outgoing packet
+        // limit: rumqttc would fail the connection on it and retry it after every reconnect.
+        if topic.len() > MAX_TOPIC_BYTES || payload.len() > MAX_OUTGOING_PAYLOAD {
+            return Err(TryError::Invalid(format!(
+                "topic of {} bytes or payload of {} bytes too large to publish",
+                topic.len(),
+                payload.len()
+            )));
+        }
         match self {
             Client::V4(c) => c.try_publish(topic, qos, retain, payload).map_err(v4_error),
             Client::V5(c) => match correlation {
@@ -325,6 +334,12 @@ fn tls_config(
     }
 }
 
+/// Longest topic MQTT can encode (a length-prefixed string).
+pub(crate) const MAX_TOPIC_BYTES: usize = 65_535;
+
+/// Largest payload the bridge publishes; rumqttc's outgoing limit is set to it.
+pub const MAX_OUTGOING_PAYLOAD: usize = 1 << 20;
+
 /// Socket options: Nagle off, or a response waits ~40 ms for the broker's delayed ACK after the
 /// command's PUBACK (measured with the bridge benchmark, benches/bridge/: 43.7 ms → 0.8 ms per command).
 fn network_options() -> rumqttc::NetworkOptions {
@@ -347,7 +362,7 @@ pub(crate) fn build(options: &LinkOptions, capacity: usize) -> (Client, EventLoo
             let mut mqtt = MqttOptions::new(&options.client_id, &options.host, options.port);
             mqtt.set_keep_alive(keepalive);
             mqtt.set_clean_session(options.clean_session);
-            mqtt.set_max_packet_size(options.max_incoming_packet, 1 << 20);
+            mqtt.set_max_packet_size(options.max_incoming_packet, MAX_OUTGOING_PAYLOAD);
             if !options.will_topic.is_empty() {
                 mqtt.set_last_will(LastWill::new(
                     &options.will_topic,

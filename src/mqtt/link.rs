@@ -177,6 +177,8 @@ enum Control {
     /// out again before anything queued since.
     Unsent(Vec<Publish>),
     RepublishAll,
+    /// Publishes one retained topic again, even though its value did not change.
+    Republish(String),
     Flush(oneshot::Sender<()>),
     Ping(oneshot::Sender<()>),
 }
@@ -368,6 +370,12 @@ impl MqttLink {
         let _ = self.control.try_send(Control::RepublishAll);
     }
 
+    /// Publishes the retained value held for `topic` again (someone else overwrote it on the
+    /// broker); nothing when no value is held.
+    pub fn republish(&self, topic: &str) {
+        let _ = self.control.try_send(Control::Republish(topic.to_owned()));
+    }
+
     /// Waits until everything queued so far was handed to rumqttc (or `timeout` passes).
     pub async fn flush(&self, timeout: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
@@ -496,7 +504,9 @@ async fn poll_loop(
                 // Accepted, then dropped at once, again and again: the broker's usual answer to
                 // a second connection with the same client id (it drops the older one).
                 let cut_short = reconnect.cut_short();
-                if cut_short >= CLIENT_ID_CLASH_AFTER && cut_short.is_power_of_two() {
+                if cut_short == CLIENT_ID_CLASH_AFTER
+                    || (cut_short > CLIENT_ID_CLASH_AFTER && cut_short.is_power_of_two())
+                {
                     if let Ok(mut last) = stats.last_error.lock() {
                         *last = Some(format!(
                             "another client is probably using client_id '{}'",
@@ -537,7 +547,7 @@ async fn poll_loop(
 }
 
 /// Sessions cut short in a row before a client-id clash is reported.
-const CLIENT_ID_CLASH_AFTER: u32 = 4;
+const CLIENT_ID_CLASH_AFTER: u32 = 3;
 
 /// The task that owns the [`Outbox`] and feeds rumqttc from it.
 struct OutboxTask {
@@ -571,6 +581,7 @@ impl OutboxTask {
                         self.dropped(dropped);
                     }
                     Some(Control::RepublishAll) => self.outbox.mark_all_dirty(),
+                    Some(Control::Republish(topic)) => self.outbox.mark_held_dirty(topic),
                     Some(Control::Flush(done)) => flushes.push(done),
                     Some(Control::Ping(pong)) => {
                         let _ = pong.send(());

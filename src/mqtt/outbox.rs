@@ -137,6 +137,13 @@ impl Outbox {
         }
     }
 
+    /// Marks one retained topic for republishing, if a value is held for it.
+    pub fn mark_held_dirty(&mut self, topic: String) {
+        if self.retained.contains_key(&topic) {
+            self.mark_dirty(topic);
+        }
+    }
+
     /// Hands messages to `send` until it refuses one or nothing is left: retained topics first
     /// (under the first prefix, then the others), then transient messages in order. A refused
     /// message stays at the head for the next call; one that can never be sent

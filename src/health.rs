@@ -49,7 +49,9 @@ pub fn report(bridge: &Bridge) -> (bool, Value) {
             }
         })
         .collect();
+    let tasks = bridge.task_failures();
     let ready = mqtt
+        && tasks.all_running()
         && links
             .iter()
             .all(|(id, state)| state.is_online() || refused_by(id).is_some());
@@ -58,6 +60,11 @@ pub fn report(bridge: &Bridge) -> (bool, Value) {
         "mqtt": if mqtt { "connected" } else { "disconnected" },
         "rooms": rooms,
     });
+    let failures = tasks.failures();
+    if !failures.is_empty() {
+        // Restarted tasks stay listed: a failure is a bug to report even once it recovered.
+        body["task_failures"] = json!(failures);
+    }
     if !mqtt {
         let last = bridge
             .link()
@@ -194,6 +201,12 @@ impl Collector for BridgeCollector {
             "trueconf2mqtt_mqtt_inbound_dropped",
             "Incoming messages dropped because the bridge fell behind",
             mqtt.inbound_dropped.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "trueconf2mqtt_task_failures",
+            "Long-lived tasks that panicked or ended unexpectedly (each was restarted)",
+            bridge.task_failures().failures().values().map(|f| f.failures).sum(),
         )?;
 
         let links = bridge.room_links();

@@ -20,7 +20,8 @@
 //! - [`health`], [`systemd`], [`status`], [`demo`]: what runs beside the bridge.
 //! - [`app`] and [`cli`]: the daemon and the command line; `main.rs` only calls [`cli::main`].
 //!
-//! [`backoff`] (the reconnect policy both links share) and [`secret`] are used throughout.
+//! [`backoff`] (the reconnect policy both links share), [`supervise`] (restarting failed tasks)
+//! and [`secret`] are used throughout.
 #![warn(missing_docs)]
 
 pub mod app;
@@ -37,5 +38,6 @@ pub mod room;
 pub mod secret;
 pub mod simulator;
 pub mod status;
+pub mod supervise;
 pub mod surface;
 pub mod systemd;

@@ -19,8 +19,8 @@ use crate::surface::Topics;
 pub(super) async fn info_loop(
     bridge: Arc<Bridge>,
     topics: Topics,
-    mut reports: mpsc::Receiver<LinkReport>,
-    mut ownership: watch::Receiver<u64>,
+    reports: &mut mpsc::Receiver<LinkReport>,
+    ownership: &mut watch::Receiver<u64>,
     cancel: CancellationToken,
 ) {
     let mut states: HashMap<String, LinkState> = HashMap::new();
@@ -82,9 +82,14 @@ fn document(bridge: &Bridge, states: &HashMap<String, LinkState>) -> Value {
             (id.clone(), room)
         })
         .collect();
-    json!({
+    let mut info = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "instance": bridge.instance,
         "rooms": rooms,
-    })
+    });
+    let failures = bridge.supervisor.failures();
+    if !failures.is_empty() {
+        info["task_failures"] = json!(failures);
+    }
+    info
 }

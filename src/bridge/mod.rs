@@ -34,6 +34,7 @@ use tracing::{info, warn};
 
 use crate::mqtt::{LinkOptions, MqttLink, Publish, Started};
 use crate::room::{LinkState, RoomClient, RoomOptions};
+use crate::supervise::Supervisor;
 use crate::surface::Topics;
 use ownership::{Claim, Claims, Ownership};
 use room::{QueuedCommand, RoomSpec};
@@ -103,6 +104,8 @@ pub struct Bridge {
     /// Each room's last reported link state, and a counter bumped on every change.
     room_links: std::sync::Mutex<BTreeMap<String, LinkState>>,
     changes: tokio::sync::watch::Sender<u64>,
+    /// The long-lived tasks' failures.
+    supervisor: Arc<Supervisor>,
 }
 
 /// A room as seen by health reports and metrics.
@@ -156,6 +159,11 @@ impl Bridge {
     /// The Room client of a room, while this instance serves it.
     pub fn room(&self, id: &str) -> Option<RoomClient> {
         self.rooms.get(id).and_then(RoomHandle::client)
+    }
+
+    /// Tasks that failed (and were restarted), for `/readyz`.
+    pub fn task_failures(&self) -> &Supervisor {
+        &self.supervisor
     }
 
     /// Counters of a room.
@@ -250,7 +258,16 @@ pub fn start_instance(
 
     let (reports_tx, reports_rx) = mpsc::channel(1024);
     let mut rooms = BTreeMap::new();
-    let mut tasks = vec![tokio::spawn(claims.run(claims_rx, inner.clone()))];
+    let supervisor = Supervisor::new();
+    let mut tasks = vec![tokio::spawn(supervisor.clone().keep(
+        "claims",
+        inner.clone(),
+        (claims, claims_rx),
+        {
+            let cancel = inner.clone();
+            move |(claims, rx)| Box::pin(claims.run(rx, cancel.clone()))
+        },
+    ))];
     // Availability in Home Assistant follows this instance's own bridge state.
     let bridge_state = instance.as_ref().map(|_| topics.bridge_state());
     for entry in &options.rooms {
@@ -272,12 +289,20 @@ pub fn start_instance(
             client: client.clone(),
         };
         let (commands, commands_rx) = mpsc::channel(ROOM_COMMAND_QUEUE);
-        tasks.push(tokio::spawn(room::supervise(
-            Arc::new(spec),
-            ownership.clone(),
-            commands_rx,
-            reports_tx.clone(),
+        let (spec, reports, cancel) = (Arc::new(spec), reports_tx.clone(), inner.clone());
+        tasks.push(tokio::spawn(supervisor.clone().keep(
+            format!("room {}", entry.id),
             inner.clone(),
+            (ownership.clone(), commands_rx),
+            move |(ownership, commands)| {
+                Box::pin(room::supervise(
+                    spec.clone(),
+                    ownership,
+                    commands,
+                    reports.clone(),
+                    cancel.clone(),
+                ))
+            },
         )));
         rooms.insert(
             entry.id.clone(),
@@ -302,13 +327,24 @@ pub fn start_instance(
         rooms,
         room_links: std::sync::Mutex::new(room_links),
         changes: tokio::sync::watch::Sender::new(0),
+        supervisor: supervisor.clone(),
     });
-    tasks.push(tokio::spawn(info::info_loop(
-        bridge.clone(),
-        topics.clone(),
-        reports_rx,
-        ownership_changes,
+    tasks.push(tokio::spawn(supervisor.clone().keep(
+        "bridge info",
         inner.clone(),
+        (reports_rx, ownership_changes),
+        {
+            let (bridge, topics, cancel) = (bridge.clone(), topics.clone(), inner.clone());
+            move |(reports, ownership)| {
+                Box::pin(info::info_loop(
+                    bridge.clone(),
+                    topics.clone(),
+                    reports,
+                    ownership,
+                    cancel.clone(),
+                ))
+            }
+        },
     )));
     if let Some(prefix) = &options.discovery_prefix {
         tasks.push(tokio::spawn(sweep::sweep(
@@ -320,18 +356,24 @@ pub fn start_instance(
             inner.clone(),
         )));
     }
-    let router = tokio::spawn(router::route(
-        bridge.clone(),
-        topics.clone(),
-        ha_status,
-        claims_tx,
-        Limits {
-            max_payload: options.max_payload_bytes,
-            max_age: options.command_max_age,
-        },
-        inbound,
-        shutdown,
-    ));
+    let limits = Limits {
+        max_payload: options.max_payload_bytes,
+        max_age: options.command_max_age,
+    };
+    let router = tokio::spawn(supervisor.keep("router", shutdown.clone(), inbound, {
+        let (bridge, topics) = (bridge.clone(), topics.clone());
+        move |inbound| {
+            Box::pin(router::route(
+                bridge.clone(),
+                topics.clone(),
+                ha_status.clone(),
+                claims_tx.clone(),
+                limits,
+                inbound,
+                shutdown.clone(),
+            ))
+        }
+    }));
     (
         bridge,
         Tasks {

@@ -240,7 +240,7 @@ impl Claims {
 
     /// Sends the first intents (or claims, for rooms owned from the start), then follows
     /// `inbound` (owner and bridge-state messages) until `cancel`.
-    pub async fn run(mut self, mut inbound: mpsc::Receiver<Inbound>, cancel: CancellationToken) {
+    pub async fn run(&mut self, inbound: &mut mpsc::Receiver<Inbound>, cancel: CancellationToken) {
         let ids: Vec<String> = self.rooms.keys().cloned().collect();
         for id in &ids {
             if matches!(self.rooms.get(id), Some((Phase::Owned, _))) {

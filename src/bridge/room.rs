@@ -294,8 +294,8 @@ pub(crate) struct RoomSpec {
 /// claim is pending wait for it.
 pub(crate) async fn supervise(
     spec: Arc<RoomSpec>,
-    mut ownership: watch::Receiver<Ownership>,
-    mut commands: mpsc::Receiver<QueuedCommand>,
+    ownership: &mut watch::Receiver<Ownership>,
+    commands: &mut mpsc::Receiver<QueuedCommand>,
     reports: mpsc::Sender<LinkReport>,
     cancel: CancellationToken,
 ) {
@@ -311,7 +311,7 @@ pub(crate) async fn supervise(
                 biased;
                 _ = cancel.cancelled() => {
                     // Never served here: a stop answers what waited (the claim never settled).
-                    drain(&spec, &mut commands, refused).await;
+                    drain(&spec, commands, refused).await;
                     return;
                 }
                 changed = ownership.changed() => if changed.is_err() { return },
@@ -343,10 +343,25 @@ pub(crate) async fn supervise(
                 lost.cancel();
             })
         };
-        command_loop(ctx, &mut commands, cancel.clone(), lost.clone()).await;
+        let mut publisher = publisher;
+        let published = tokio::select! {
+            _ = command_loop(ctx, commands, cancel.clone(), lost.clone()) => None,
+            ended = &mut publisher => Some(ended),
+        };
         lost.cancel();
         watcher.abort();
-        let _ = publisher.await;
+        let published = match published {
+            Some(ended) => ended,
+            None => publisher.await,
+        };
+        if let Err(failed) = published
+            && failed.is_panic()
+        {
+            // The room's state would silently stop reaching the broker: fail the whole room
+            // task, so its supervisor logs it and serves the room again.
+            client.close().await;
+            std::panic::resume_unwind(failed.into_panic());
+        }
         if cancel.is_cancelled() {
             // The stop sequence closes the client after publishing `offline`.
             return;

@@ -33,7 +33,7 @@ pub(super) async fn route(
     ha_status: Option<String>,
     claims: mpsc::Sender<Inbound>,
     limits: Limits,
-    mut inbound: mpsc::Receiver<Inbound>,
+    inbound: &mut mpsc::Receiver<Inbound>,
     shutdown: CancellationToken,
 ) {
     while let Some(message) = tokio::select! {

@@ -13,6 +13,7 @@ use super::session;
 use super::state::RoomState;
 use crate::protocol::{Device, Event, ParamError, Response, catalog, catalog::json_type_name};
 use crate::secret::Secret;
+use crate::supervise::Supervisor;
 
 /// How to reach and watch over one Room.
 #[derive(Debug, Clone)]
@@ -246,10 +247,30 @@ impl RoomClient {
             stats: RoomStats::default(),
         });
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(session::supervise(
-            shared.clone(),
-            commands_rx,
+        // The session task is restarted if it ever fails; the failure shows as the link's
+        // reason (in `/readyz` and `bridge/info`) until the next session is up.
+        let name = format!(
+            "room client {}:{}",
+            shared.options.host, shared.options.port
+        );
+        let task = tokio::spawn(Supervisor::new().keep_reporting(
+            name,
             cancel.clone(),
+            commands_rx,
+            {
+                let (shared, cancel) = (shared.clone(), cancel.clone());
+                move |commands| {
+                    Box::pin(session::supervise(shared.clone(), commands, cancel.clone()))
+                }
+            },
+            {
+                let shared = shared.clone();
+                move |why| {
+                    shared.link.send_replace(LinkState::Offline {
+                        reason: format!("the Room client task {why}; restarting it"),
+                    });
+                }
+            },
         ));
         RoomClient {
             shared,

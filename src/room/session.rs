@@ -67,7 +67,7 @@ enum End {
 /// Runs sessions until cancelled.
 pub(crate) async fn supervise(
     shared: Arc<ClientShared>,
-    mut commands: mpsc::Receiver<PendingRequest>,
+    commands: &mut mpsc::Receiver<PendingRequest>,
     cancel: CancellationToken,
 ) {
     let options = &shared.options;
@@ -88,7 +88,7 @@ pub(crate) async fn supervise(
                 shared.stats.connects.fetch_add(1, Ordering::Relaxed);
                 info!(room = %address, "authenticated");
                 let mut session = Session::new(socket, shared.clone(), carried.take());
-                let end = session.run(&mut commands, &cancel).await;
+                let end = session.run(commands, &cancel).await;
                 carried = session.held.take();
                 shared.accepting.store(false, Ordering::Release);
                 session.fail_pending();

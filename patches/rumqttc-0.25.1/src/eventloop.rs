@@ -242,8 +242,29 @@ impl EventLoop {
                 self.mqtt_options.pending_throttle
             ), if !self.pending.is_empty() || (!inflight_full && !collision) => match o {
                 Ok(request) => {
+                    let mut last = matches!(request, Request::Disconnect(_));
                     if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
                         network.write(outgoing).await?;
+                    }
+                    // Requests already waiting go into the same write buffer, so one flush
+                    // (one system call) sends them all. The same flow control applies to each
+                    // as to the first; nothing is written after a DISCONNECT.
+                    let mut batched = 1;
+                    while !last && batched < self.mqtt_options.max_request_batch {
+                        let Some(request) = Self::ready_request(
+                            &mut self.pending,
+                            &self.requests_rx,
+                            self.mqtt_options.pending_throttle,
+                            self.state.inflight >= self.mqtt_options.inflight
+                                || self.state.collision.is_some(),
+                        ) else {
+                            break;
+                        };
+                        last = matches!(request, Request::Disconnect(_));
+                        if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
+                            network.write(outgoing).await?;
+                        }
+                        batched += 1;
                     }
                     match time::timeout(network_timeout, network.flush()).await {
                         Ok(inner) => inner?,
@@ -279,6 +300,28 @@ impl EventLoop {
     pub fn set_network_options(&mut self, network_options: NetworkOptions) -> &mut Self {
         self.network_options = network_options;
         self
+    }
+
+    /// The next request that can be sent at once without waiting, for a batch: a pending one
+    /// from the last session (unless they are throttled), else one from the request channel if
+    /// flow control (`blocked`: inflight full or a collision) allows.
+    fn ready_request(
+        pending: &mut VecDeque<Request>,
+        rx: &Receiver<Request>,
+        pending_throttle: Duration,
+        blocked: bool,
+    ) -> Option<Request> {
+        if !pending.is_empty() {
+            return if pending_throttle.is_zero() {
+                pending.pop_front()
+            } else {
+                None
+            };
+        }
+        if blocked {
+            return None;
+        }
+        rx.try_recv().ok()
     }
 
     async fn next_request(

@@ -475,7 +475,7 @@ pub struct MqttOptions {
     max_outgoing_packet_size: usize,
     /// request (publish, subscribe) channel capacity
     request_channel_capacity: usize,
-    /// Max internal request batching
+    /// Most requests written to the network before one flush (0 and 1: one flush per request)
     max_request_batch: usize,
     /// Minimum delay time between consecutive outgoing packets
     /// while retransmitting pending packets
@@ -678,6 +678,22 @@ impl MqttOptions {
     /// Request channel capacity
     pub fn request_channel_capacity(&self) -> usize {
         self.request_channel_capacity
+    }
+
+    /// Sets the most requests the event loop writes before it flushes the network once.
+    ///
+    /// When requests are waiting in the request channel, the event loop takes up to `max` of
+    /// them at once (within the inflight limit), serializes them into its write buffer and
+    /// flushes once: one system call and usually one TCP segment for all, instead of one per
+    /// request. `0` and `1` (the default) flush after every request.
+    pub fn set_max_request_batch(&mut self, max: usize) -> &mut Self {
+        self.max_request_batch = max;
+        self
+    }
+
+    /// Most requests written before one flush
+    pub fn max_request_batch(&self) -> usize {
+        self.max_request_batch
     }
 
     /// Enables throttling and sets outoing message rate to the specified 'rate'

@@ -174,6 +174,7 @@ impl MqttState {
             Incoming::PubRec(pubrec) => self.handle_incoming_pubrec(pubrec)?,
             Incoming::PubRel(pubrel) => self.handle_incoming_pubrel(pubrel)?,
             Incoming::PubComp(pubcomp) => self.handle_incoming_pubcomp(pubcomp)?,
+            Incoming::OversizedPublish(oversized) => self.handle_oversized_publish(oversized)?,
             _ => {
                 error!("Invalid incoming packet = {:?}", packet);
                 return Err(StateError::WrongPacket);
@@ -215,6 +216,28 @@ impl MqttState {
                     return self.outgoing_pubrec(pubrec);
                 }
                 Ok(None)
+            }
+        }
+    }
+
+    /// Acknowledges a PUBLISH that was too large to receive, whatever `manual_acks` says: the
+    /// application never gets a `Publish` to acknowledge, and without the ack the broker would
+    /// deliver it again on every reconnect of a persistent session.
+    fn handle_oversized_publish(
+        &mut self,
+        oversized: &OversizedPublish,
+    ) -> Result<Option<Packet>, StateError> {
+        let publish = &oversized.publish;
+        debug!(
+            "Skipped incoming publish of {} bytes on {:?} (over the maximum incoming packet size)",
+            oversized.size, publish.topic
+        );
+        match publish.qos {
+            QoS::AtMostOnce => Ok(None),
+            QoS::AtLeastOnce => self.outgoing_puback(PubAck::new(publish.pkid)),
+            QoS::ExactlyOnce => {
+                self.incoming_pub.insert(publish.pkid as usize);
+                self.outgoing_pubrec(PubRec::new(publish.pkid))
             }
         }
     }

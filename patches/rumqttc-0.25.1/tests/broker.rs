@@ -122,6 +122,11 @@ impl Broker {
         self.framed.write(packet).await.unwrap();
     }
 
+    /// Sends a packet to the client
+    pub async fn send(&mut self, packet: Packet) {
+        self.framed.write(packet).await.unwrap();
+    }
+
     /// Sends an acknowledgement
     pub async fn pingresp(&mut self) {
         let packet = Packet::PingResp;

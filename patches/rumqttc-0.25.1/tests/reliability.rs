@@ -327,6 +327,103 @@ async fn requests_are_recovered_after_inflight_queue_size_falls_below_max() {
     assert!(broker.read_publish().await.is_none());
 }
 
+#[tokio::test]
+async fn batched_requests_keep_their_order_and_the_inflight_limit() {
+    let mut options = MqttOptions::new("dummy", "127.0.0.1", 1893);
+    options.set_inflight(5);
+    options.set_max_request_batch(100);
+
+    // Twelve publishes wait in the channel before the connection exists: the event loop may
+    // take them in batches, but never more than `inflight` unacknowledged.
+    let (client, mut eventloop) = AsyncClient::new(options, 20);
+    for i in 1..=12u8 {
+        client
+            .try_publish("hello/world", QoS::AtLeastOnce, false, vec![i])
+            .unwrap();
+    }
+    task::spawn(async move {
+        run(&mut eventloop, true).await.unwrap();
+    });
+
+    let mut broker = Broker::new(1893, 0, false).await;
+    let mut next = 1u8;
+    for window in [5u8, 5, 2] {
+        let mut pkids = Vec::new();
+        for _ in 0..window {
+            let publish = broker.read_publish().await.unwrap();
+            assert_eq!(publish.payload[..], [next]);
+            pkids.push(publish.pkid);
+            next += 1;
+        }
+        assert!(broker.read_publish().await.is_none());
+        for pkid in pkids {
+            broker.ack(pkid).await;
+        }
+    }
+    drop(client);
+}
+
+#[tokio::test]
+async fn oversized_incoming_publishes_are_skipped_and_acknowledged() {
+    let mut options = MqttOptions::new("dummy", "127.0.0.1", 1894);
+    options.set_max_packet_size(1024, 1024);
+    let (client, mut eventloop) = AsyncClient::new(options, 5);
+
+    let events = task::spawn(async move {
+        let mut events = Vec::new();
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Incoming::Publish(p))) => {
+                    events.push(format!("publish {} {}", p.topic, p.payload.len()));
+                    return events;
+                }
+                Ok(Event::Incoming(Incoming::OversizedPublish(o))) => events.push(format!(
+                    "oversized {} {} {} {}",
+                    o.publish.topic,
+                    o.publish.pkid,
+                    o.publish.payload.len(),
+                    o.size
+                )),
+                Ok(_) => {}
+                Err(e) => events.push(format!("error {e}")),
+            }
+        }
+    });
+
+    let mut broker = Broker::new(1894, 0, false).await;
+    let mut big = Publish::new("cmd/big", QoS::AtLeastOnce, vec![b'a'; 100_000]);
+    big.pkid = 7;
+    let big_size = big.size();
+    broker.send(Packet::Publish(big)).await;
+    let mut small = Publish::new("cmd/small", QoS::AtLeastOnce, vec![b'b'; 10]);
+    small.pkid = 8;
+    broker.send(Packet::Publish(small)).await;
+
+    let events = time::timeout(Duration::from_secs(5), events)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![
+            format!("oversized cmd/big 7 0 {big_size}"),
+            "publish cmd/small 10".to_owned()
+        ]
+    );
+    // Both acknowledged, on the same connection.
+    for pkid in [7, 8] {
+        let packet = match broker.incoming.pop_front() {
+            Some(packet) => Some(packet),
+            None => broker.read_packet().await,
+        };
+        match packet {
+            Some(Packet::PubAck(ack)) => assert_eq!(ack.pkid, pkid),
+            other => panic!("expected the PUBACK of {pkid}, got {other:?}"),
+        }
+    }
+    drop(client);
+}
+
 #[ignore]
 #[tokio::test]
 async fn packet_id_collisions_are_detected_and_flow_control_is_applied() {

@@ -224,8 +224,29 @@ impl EventLoop {
                 self.options.pending_throttle
             ), if !self.pending.is_empty() || (!inflight_full && !collision) => match o {
                 Ok(request) => {
+                    let mut last = matches!(request, Request::Disconnect);
                     if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
                         network.write(outgoing).await?;
+                    }
+                    // Requests already waiting go into the same write buffer, so one flush
+                    // (one system call) sends them all. The same flow control applies to each
+                    // as to the first; nothing is written after a DISCONNECT.
+                    let mut batched = 1;
+                    while !last && batched < self.options.max_request_batch() {
+                        let Some(request) = Self::ready_request(
+                            &mut self.pending,
+                            &self.requests_rx,
+                            self.options.pending_throttle,
+                            self.state.inflight >= self.state.max_outgoing_inflight
+                                || self.state.collision.is_some(),
+                        ) else {
+                            break;
+                        };
+                        last = matches!(request, Request::Disconnect);
+                        if let Some(outgoing) = self.state.handle_outgoing_packet(request)? {
+                            network.write(outgoing).await?;
+                        }
+                        batched += 1;
                     }
                     network.flush().await?;
                     Ok(self.state.events.pop_front().unwrap())
@@ -252,6 +273,28 @@ impl EventLoop {
                 Ok(self.state.events.pop_front().unwrap())
             }
         }
+    }
+
+    /// The next request that can be sent at once without waiting, for a batch: a pending one
+    /// from the last session (unless they are throttled), else one from the request channel if
+    /// flow control (`blocked`: inflight full or a collision) allows.
+    fn ready_request(
+        pending: &mut VecDeque<Request>,
+        rx: &Receiver<Request>,
+        pending_throttle: Duration,
+        blocked: bool,
+    ) -> Option<Request> {
+        if !pending.is_empty() {
+            return if pending_throttle.is_zero() {
+                pending.pop_front()
+            } else {
+                None
+            };
+        }
+        if blocked {
+            return None;
+        }
+        rx.try_recv().ok()
     }
 
     async fn next_request(

@@ -19,10 +19,7 @@ pub struct Network {
 impl Network {
     pub fn new(socket: impl AsyncReadWrite + 'static, max_incoming_size: Option<u32>) -> Network {
         let socket = Box::new(socket) as Box<dyn AsyncReadWrite>;
-        let codec = Codec {
-            max_incoming_size,
-            max_outgoing_size: None,
-        };
+        let codec = Codec::new(max_incoming_size, None);
         let framed = Framed::new(socket, codec);
 
         Network {

@@ -1,7 +1,8 @@
 use super::mqttbytes::v5::{
-    ConnAck, ConnectReturnCode, Disconnect, DisconnectReasonCode, Packet, PingReq, PubAck,
-    PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason, PubRel, PubRelReason, Publish,
-    SubAck, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
+    ConnAck, ConnectReturnCode, Disconnect, DisconnectReasonCode, OversizedPublish, Packet,
+    PingReq, PubAck, PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason, PubRel,
+    PubRelReason, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason,
+    Unsubscribe,
 };
 use super::mqttbytes::{self, Error as MqttError, QoS};
 
@@ -203,6 +204,10 @@ impl MqttState {
         &mut self,
         mut packet: Incoming,
     ) -> Result<Option<Packet>, StateError> {
+        if let Incoming::OversizedPublish(oversized) = &mut packet {
+            // The topic behind an alias is resolved before the application sees it.
+            self.apply_topic_alias(&mut oversized.publish)?;
+        }
         self.events.push_back(Event::Incoming(packet.to_owned()));
 
         let outgoing = match &mut packet {
@@ -215,6 +220,7 @@ impl MqttState {
             Incoming::PubRel(pubrel) => self.handle_incoming_pubrel(pubrel)?,
             Incoming::PubComp(pubcomp) => self.handle_incoming_pubcomp(pubcomp)?,
             Incoming::ConnAck(connack) => self.handle_incoming_connack(connack)?,
+            Incoming::OversizedPublish(oversized) => self.handle_oversized_publish(oversized)?,
             Incoming::Disconnect(disconn) => self.handle_incoming_disconn(disconn)?,
             _ => {
                 error!("Invalid incoming packet = {:?}", packet);
@@ -309,22 +315,7 @@ impl MqttState {
     ) -> Result<Option<Packet>, StateError> {
         let qos = publish.qos;
 
-        let topic_alias = match &publish.properties {
-            Some(props) => props.topic_alias,
-            None => None,
-        };
-
-        if !publish.topic.is_empty() {
-            if let Some(alias) = topic_alias {
-                self.topic_alises.insert(alias, publish.topic.clone());
-            }
-        } else if let Some(alias) = topic_alias {
-            if let Some(topic) = self.topic_alises.get(&alias) {
-                topic.clone_into(&mut publish.topic);
-            } else {
-                self.handle_protocol_error()?;
-            };
-        }
+        self.apply_topic_alias(publish)?;
 
         match qos {
             QoS::AtMostOnce => Ok(None),
@@ -344,6 +335,56 @@ impl MqttState {
                     return self.outgoing_pubrec(pubrec);
                 }
                 Ok(None)
+            }
+        }
+    }
+
+    /// Records the topic of a publish that sets a topic alias, and fills in the topic of one
+    /// that uses an alias.
+    fn apply_topic_alias(&mut self, publish: &mut Publish) -> Result<(), StateError> {
+        let topic_alias = match &publish.properties {
+            Some(props) => props.topic_alias,
+            None => None,
+        };
+
+        if !publish.topic.is_empty() {
+            if let Some(alias) = topic_alias {
+                self.topic_alises.insert(alias, publish.topic.clone());
+            }
+        } else if let Some(alias) = topic_alias {
+            if let Some(topic) = self.topic_alises.get(&alias) {
+                topic.clone_into(&mut publish.topic);
+            } else {
+                self.handle_protocol_error()?;
+            };
+        }
+        Ok(())
+    }
+
+    /// Acknowledges a PUBLISH that was too large to receive, whatever `manual_acks` says, with
+    /// reason code "implementation specific error": the application never gets a `Publish` to
+    /// acknowledge, and without the ack the broker would deliver it again on every reconnect of
+    /// a persistent session. A refused QoS 2 publish ends with the PUBREC.
+    fn handle_oversized_publish(
+        &mut self,
+        oversized: &OversizedPublish,
+    ) -> Result<Option<Packet>, StateError> {
+        let publish = &oversized.publish;
+        debug!(
+            "Skipped incoming publish of {} bytes on {:?} (over the maximum incoming packet size)",
+            oversized.size, publish.topic
+        );
+        match publish.qos {
+            QoS::AtMostOnce => Ok(None),
+            QoS::AtLeastOnce => {
+                let mut puback = PubAck::new(publish.pkid, None);
+                puback.reason = PubAckReason::ImplementationSpecificError;
+                self.outgoing_puback(puback)
+            }
+            QoS::ExactlyOnce => {
+                let mut pubrec = PubRec::new(publish.pkid, None);
+                pubrec.reason = PubRecReason::ImplementationSpecificError;
+                self.outgoing_pubrec(pubrec)
             }
         }
     }

@@ -47,6 +47,8 @@ pub enum Packet {
     PingReq,
     PingResp,
     Disconnect,
+    /// Incoming only: a PUBLISH over the maximum incoming packet size, skipped
+    OversizedPublish(OversizedPublish),
 }
 
 impl Packet {
@@ -66,6 +68,7 @@ impl Packet {
             Self::PingReq => PingReq.size(),
             Self::PingResp => PingResp.size(),
             Self::Disconnect => Disconnect.size(),
+            Self::OversizedPublish(oversized) => oversized.size,
         }
     }
 
@@ -134,6 +137,10 @@ impl Packet {
             Packet::PingReq => PingReq.write(stream),
             Packet::PingResp => PingResp.write(stream),
             Packet::Disconnect => Disconnect.write(stream),
+            // Never sent: it stands for a packet received and skipped.
+            Packet::OversizedPublish(oversized) => {
+                Err(Error::PayloadSizeLimitExceeded(oversized.size))
+            }
         }
     }
 }

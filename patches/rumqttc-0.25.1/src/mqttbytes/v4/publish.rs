@@ -12,6 +12,20 @@ pub struct Publish {
     pub payload: Bytes,
 }
 
+/// An incoming PUBLISH larger than the client's maximum incoming packet size.
+///
+/// Its payload was read off the connection and discarded without being buffered; `publish`
+/// carries the packet's topic, QoS, flags and packet id, with an empty payload. The event loop
+/// acknowledges it as its QoS requires (whatever `manual_acks` says), so the broker neither
+/// delivers it again nor keeps it inflight, and the connection stays up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OversizedPublish {
+    /// The packet without its payload.
+    pub publish: Publish,
+    /// Size of the whole packet in bytes, fixed header included.
+    pub size: usize,
+}
+
 impl Publish {
     pub fn new<S: Into<String>, P: Into<Vec<u8>>>(topic: S, qos: QoS, payload: P) -> Publish {
         Publish {

@@ -9,7 +9,7 @@ pub use self::{
     ping::{PingReq, PingResp},
     puback::{PubAck, PubAckProperties, PubAckReason},
     pubcomp::{PubComp, PubCompProperties, PubCompReason},
-    publish::{Publish, PublishProperties},
+    publish::{OversizedPublish, Publish, PublishProperties},
     pubrec::{PubRec, PubRecProperties, PubRecReason},
     pubrel::{PubRel, PubRelProperties, PubRelReason},
     suback::{SubAck, SubAckProperties, SubscribeReasonCode},
@@ -54,6 +54,8 @@ pub enum Packet {
     Unsubscribe(Unsubscribe),
     UnsubAck(UnsubAck),
     Disconnect(Disconnect),
+    /// Incoming only: a PUBLISH over the maximum incoming packet size, skipped
+    OversizedPublish(OversizedPublish),
 }
 
 impl Packet {
@@ -157,6 +159,11 @@ impl Packet {
             Self::PingReq(_) => PingReq::write(write),
             Self::PingResp(_) => PingResp::write(write),
             Self::Disconnect(disconnect) => disconnect.write(write),
+            // Never sent: it stands for a packet received and skipped.
+            Self::OversizedPublish(oversized) => Err(Error::PayloadSizeLimitExceeded {
+                pkt_size: oversized.size,
+                max: max_size.unwrap_or(0),
+            }),
         }
     }
 
@@ -177,6 +184,7 @@ impl Packet {
             Self::PingReq(req) => req.size(),
             Self::PingResp(resp) => resp.size(),
             Self::Disconnect(disconnect) => disconnect.size(),
+            Self::OversizedPublish(oversized) => oversized.size,
         }
     }
 }

@@ -13,6 +13,21 @@ pub struct Publish {
     pub properties: Option<PublishProperties>,
 }
 
+/// An incoming PUBLISH larger than the client's maximum incoming packet size.
+///
+/// Its payload was read off the connection and discarded without being buffered; `publish`
+/// carries the packet's topic, QoS, flags, packet id and properties, with an empty payload. The
+/// event loop acknowledges it as its QoS requires (whatever `manual_acks` says; reason code
+/// "implementation specific error"), so the broker neither delivers it again nor keeps it
+/// inflight, and the connection stays up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OversizedPublish {
+    /// The packet without its payload.
+    pub publish: Publish,
+    /// Size of the whole packet in bytes, fixed header included.
+    pub size: usize,
+}
+
 impl Publish {
     pub fn new<T: Into<String>, P: Into<Bytes>>(
         topic: T,

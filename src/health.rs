@@ -195,6 +195,12 @@ impl Collector for BridgeCollector {
             "Incoming messages dropped because the bridge fell behind",
             mqtt.inbound_dropped.load(Ordering::Relaxed),
         )?;
+        counter(
+            &mut encoder,
+            "trueconf2mqtt_mqtt_inbound_oversized",
+            "Incoming messages over mqtt.max_payload_bytes, skipped unread and acknowledged",
+            mqtt.inbound_oversized.load(Ordering::Relaxed),
+        )?;
 
         let links = bridge.room_links();
         let rooms: Vec<_> = bridge.rooms().collect();

@@ -60,9 +60,9 @@ pub fn link_options(mqtt: &MqttSettings) -> Result<LinkOptions, String> {
         } else {
             QoS::AtLeastOnce
         },
-        // Generous so an oversize command is refused with a response instead of breaking the
-        // connection (and being redelivered forever with a persistent session).
-        max_incoming_packet: (mqtt.max_payload_bytes * 4).max(16 << 20),
+        // mqtt.max_payload_bytes plus the topic: larger publishes are skipped and acknowledged
+        // by rumqttc, so they never break the connection nor come back with the session.
+        max_incoming_packet: crate::mqtt::incoming_packet_limit(mqtt.max_payload_bytes),
         event_buffer: mqtt.event_buffer,
         will_topic: String::new(),
         first_prefix: None,

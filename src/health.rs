@@ -208,6 +208,12 @@ impl Collector for BridgeCollector {
             "Long-lived tasks that panicked or ended unexpectedly (each was restarted)",
             bridge.task_failures().failures().values().map(|f| f.failures).sum(),
         )?;
+        counter(
+            &mut encoder,
+            "trueconf2mqtt_mqtt_inbound_oversized",
+            "Incoming messages over mqtt.max_payload_bytes, skipped unread and acknowledged",
+            mqtt.inbound_oversized.load(Ordering::Relaxed),
+        )?;
 
         let links = bridge.room_links();
         let rooms: Vec<_> = bridge.rooms().collect();

@@ -209,6 +209,14 @@ pub fn print_tables(rows: &[LatencyRow], lines: &[Line]) {
                     v("process_ctxt_switches_per_s"),
                     v("broker_cpu_pct")
                 );
+                println!(
+                    "daemon (`trueconf2mqtt run`, its own process) RSS / peak: MQTT 3.1.1 {} / {} MiB, MQTT 5 {} / {} MiB; floor (mosquitto) {} MiB",
+                    v("daemon_v311_rss_mb"),
+                    v("daemon_v311_hwm_mb"),
+                    v("daemon_v5_rss_mb"),
+                    v("daemon_v5_hwm_mb"),
+                    v("broker_rss_mb")
+                );
             }
             "python_client" => {
                 println!();

@@ -110,8 +110,10 @@ pub struct MqttSettings {
     pub clean_session: bool,
     /// Commands older than this are refused (`mqtt.command_max_age_secs`, default 30 s).
     pub command_max_age: Duration,
-    /// Largest command payload accepted (`mqtt.max_payload_bytes`, default 64 KiB,
-    /// 1 KiB–16 MiB).
+    /// Largest payload accepted on any subscribed topic (`mqtt.max_payload_bytes`, default
+    /// 64 KiB, 1 KiB–16 MiB): larger commands are refused with a response, and messages larger
+    /// than this plus the topic are not even read (skipped and acknowledged, so a persistent
+    /// session never gets them back; MQTT 5: the broker is told the limit).
     pub max_payload_bytes: usize,
     /// Events kept while the broker is away; the oldest are dropped past it
     /// (`mqtt.event_buffer`, default 1000, 1–1 000 000).

@@ -45,8 +45,8 @@ pub struct LinkOptions {
     pub clean_session: bool,
     /// QoS for everything we publish and subscribe.
     pub qos: QoS,
-    /// Largest incoming packet rumqttc accepts; larger ones break the connection, so this is
-    /// generous and the command size limit is enforced by the bridge instead.
+    /// Largest incoming packet kept ([`super::incoming_packet_limit`]); larger publishes are
+    /// skipped and acknowledged unread, counted in [`MqttStats::inbound_oversized`].
     pub max_incoming_packet: usize,
     /// Events and responses kept while the broker is away.
     pub event_buffer: usize,
@@ -157,6 +157,8 @@ pub struct MqttStats {
     pub dropped: AtomicU64,
     /// Incoming publishes dropped because the bridge could not keep up.
     pub inbound_dropped: AtomicU64,
+    /// Incoming publishes over `max_incoming_packet`, skipped and acknowledged unread.
+    pub inbound_oversized: AtomicU64,
     /// The last connection error, for health reports (no secrets: rumqttc's messages carry
     /// none).
     pub last_error: std::sync::Mutex<Option<String>>,
@@ -474,6 +476,18 @@ async fn poll_loop(
                 if inbound.try_send(message).is_err() {
                     stats.inbound_dropped.fetch_add(1, Ordering::Relaxed);
                     warn!("dropping an incoming MQTT message: the bridge is not keeping up");
+                }
+            }
+            Ok(Polled::Oversized { topic, size }) => {
+                let count = stats.inbound_oversized.fetch_add(1, Ordering::Relaxed) + 1;
+                if count.is_power_of_two() {
+                    warn!(
+                        ?topic,
+                        size,
+                        limit = options.max_incoming_packet,
+                        count,
+                        "skipped an incoming MQTT message over the size limit (mqtt.max_payload_bytes)"
+                    );
                 }
             }
             Ok(Polled::Sent) => {

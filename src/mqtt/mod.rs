@@ -6,6 +6,6 @@ mod link;
 mod outbox;
 mod retained;
 
-pub use client::{MAX_OUTGOING_PAYLOAD, TlsOptions, Version};
+pub use client::{MAX_OUTGOING_PAYLOAD, TlsOptions, Version, incoming_packet_limit};
 pub use link::{Connection, Inbound, LinkOptions, MqttLink, MqttStats, Publish, Started};
 pub use retained::read_retained;

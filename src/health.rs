@@ -206,13 +206,24 @@ impl Collector for BridgeCollector {
             &mut encoder,
             "trueconf2mqtt_task_failures",
             "Long-lived tasks that panicked or ended unexpectedly (each was restarted)",
-            bridge.task_failures().failures().values().map(|f| f.failures).sum(),
+            bridge
+                .task_failures()
+                .failures()
+                .values()
+                .map(|f| f.failures)
+                .sum(),
         )?;
         counter(
             &mut encoder,
             "trueconf2mqtt_mqtt_inbound_oversized",
             "Incoming messages over mqtt.max_payload_bytes, skipped unread and acknowledged",
             mqtt.inbound_oversized.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "trueconf2mqtt_mqtt_publish_refused",
+            "Publishes the broker refused (MQTT 5 PUBACK with a failure reason, e.g. an ACL)",
+            mqtt.publish_refused.load(Ordering::Relaxed),
         )?;
 
         let links = bridge.room_links();

@@ -249,3 +249,47 @@ async fn a_second_bridge_on_the_same_topics_cannot_leave_the_first_offline() {
     );
     first.stop().await;
 }
+
+#[tokio::test]
+async fn a_publish_refused_by_the_broker_acl_is_logged_once_and_counted() {
+    let capture = LogCapture::install("warn,trueconf2mqtt=info", 20_000);
+    let mark = capture.mark();
+    // Anonymous clients may do anything under trueconf/ except write one plain state topic.
+    let acl = format!(
+        "topic readwrite trueconf/#\ntopic readwrite homeassistant/#\ntopic deny trueconf/{ROOM}/ringing\n"
+    );
+    let broker = Broker::start_with("acl_file {dir}/acl\n", &[("acl", &acl)]);
+    let room = SimRoom::start(SimConfig::default()).await.unwrap();
+    let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
+    let mut options = options(broker.port, &room, None);
+    options.mqtt.version = trueconf2mqtt::mqtt::Version::V5;
+    let mut bridge = Running::start(options);
+    probe
+        .wait_value(&format!("trueconf/{ROOM}/availability"), "online", WAIT)
+        .await;
+    let refused = || {
+        bridge
+            .bridge
+            .link()
+            .stats()
+            .publish_refused
+            .load(Ordering::Relaxed)
+    };
+    wait_until(WAIT, "the refusal counted", || refused() > 0).await;
+    // Every state change publishes `ringing` again: counted each time, logged once.
+    bridge.bridge.link().republish_all();
+    wait_until(WAIT, "the second refusal counted", || refused() > 1).await;
+    let lines = capture.since(mark);
+    let logged: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("the broker refused a publish"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(
+        logged[0].contains(&format!("trueconf/{ROOM}/ringing")),
+        "{}",
+        logged[0]
+    );
+    assert!(probe.latest(&format!("trueconf/{ROOM}/ringing")).is_none());
+    bridge.stop().await;
+}

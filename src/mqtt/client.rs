@@ -81,6 +81,12 @@ pub(crate) enum Polled {
         /// Size of the whole packet in bytes.
         size: usize,
     },
+    /// MQTT 5: the broker refused one of our publishes (a PUBACK with a failure reason, e.g.
+    /// an ACL saying not authorized).
+    Refused {
+        topic: String,
+        reason: String,
+    },
     /// A publish left rumqttc's request channel: there is room for another.
     Sent,
     /// DISCONNECT went out: the clean stop is complete.
@@ -268,6 +274,10 @@ impl EventLoop {
                     Ok(Event::Incoming(Packet::OversizedPublish(o))) => Ok(Polled::Oversized {
                         topic: String::from_utf8_lossy(&o.publish.topic).into_owned(),
                         size: o.size,
+                    }),
+                    Ok(Event::Incoming(Packet::PubAckRefused(r))) => Ok(Polled::Refused {
+                        topic: String::from_utf8_lossy(&r.topic).into_owned(),
+                        reason: format!("{:?}", r.reason),
                     }),
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let properties = p.properties.unwrap_or_default();

@@ -159,6 +159,8 @@ pub struct MqttStats {
     pub inbound_dropped: AtomicU64,
     /// Incoming publishes over `max_incoming_packet`, skipped and acknowledged unread.
     pub inbound_oversized: AtomicU64,
+    /// MQTT 5: our publishes the broker refused (a PUBACK with a failure reason, e.g. an ACL).
+    pub publish_refused: AtomicU64,
     /// The last connection error, for health reports (no secrets: rumqttc's messages carry
     /// none).
     pub last_error: std::sync::Mutex<Option<String>>,
@@ -443,6 +445,7 @@ async fn poll_loop(
     // subscriptions are confirmed) how long the outage lasted: what the broker delivers in that
     // window was queued for us while we were away.
     let mut down_since: Option<std::time::Instant> = None;
+    let mut refused_topics: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut backlog: Option<Duration> = None;
     loop {
         let event = tokio::select! {
@@ -488,6 +491,16 @@ async fn poll_loop(
                         count,
                         "skipped an incoming MQTT message over the size limit (mqtt.max_payload_bytes)"
                     );
+                }
+            }
+            Ok(Polled::Refused { topic, reason }) => {
+                stats.publish_refused.fetch_add(1, Ordering::Relaxed);
+                // Once per topic (a bounded memory of them): an ACL refuses the same topics on
+                // every state change.
+                if refused_topics.len() < REFUSED_TOPICS_REMEMBERED
+                    && refused_topics.insert(topic.clone())
+                {
+                    warn!(%topic, %reason, "the broker refused a publish (check its ACL for this client); further refusals on this topic are only counted");
                 }
             }
             Ok(Polled::Sent) => {
@@ -559,6 +572,9 @@ async fn poll_loop(
     }
     connection.send_modify(|c| c.connected = false);
 }
+
+/// Topics whose refusal by the broker is logged (each once); more are only counted.
+const REFUSED_TOPICS_REMEMBERED: usize = 1024;
 
 /// Sessions cut short in a row before a client-id clash is reported.
 const CLIENT_ID_CLASH_AFTER: u32 = 3;

@@ -52,11 +52,19 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Lines added to the configuration (an ACL, limits).
+    extra: String,
 }
 
 impl Broker {
     /// Starts mosquitto; panics with an install hint when it is missing.
     pub fn start() -> Broker {
+        Broker::start_with("", &[])
+    }
+
+    /// Starts mosquitto with `extra` configuration lines and `files` (name, content) in its
+    /// directory, which `{dir}` stands for in `extra`.
+    pub fn start_with(extra: &str, files: &[(&str, &str)]) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
         // mosquitto started as root drops to user `mosquitto`: the persistence dir must be
         // writable by it.
@@ -65,10 +73,15 @@ impl Broker {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777));
         }
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("write a broker file");
+        }
+        let extra = extra.replace("{dir}", &dir.path().display().to_string());
         let mut broker = Broker {
             port: free_port(),
             dir,
             child: None,
+            extra,
         };
         broker.spawn();
         broker
@@ -81,9 +94,10 @@ impl Broker {
     fn spawn(&mut self) {
         let config = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
-             autosave_interval 1\nmax_queued_messages 10000\n",
+             autosave_interval 1\nmax_queued_messages 10000\n{extra}\n",
             port = self.port,
-            dir = self.dir.path().display()
+            dir = self.dir.path().display(),
+            extra = self.extra
         );
         std::fs::write(self.config_path(), config).expect("write mosquitto.conf");
         let child = Command::new("mosquitto")

@@ -1,5 +1,6 @@
 use super::mqttbytes::v5::{
     ConnAck, ConnectReturnCode, Disconnect, DisconnectReasonCode, OversizedPublish, Packet,
+    PubAckRefused,
     PingReq, PubAck, PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason, PubRel,
     PubRelReason, Publish, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason,
     Unsubscribe,
@@ -395,10 +396,10 @@ impl MqttState {
             .get_mut(puback.pkid as usize)
             .ok_or(StateError::Unsolicited(puback.pkid))?;
 
-        if publish.take().is_none() {
+        let Some(acked) = publish.take() else {
             error!("Unsolicited puback packet: {:?}", puback.pkid);
             return Err(StateError::Unsolicited(puback.pkid));
-        }
+        };
 
         self.inflight -= 1;
 
@@ -409,6 +410,14 @@ impl MqttState {
                 "PubAck Pkid = {:?}, reason: {:?}",
                 puback.pkid, puback.reason
             );
+            // The application knows the topic, not the packet id: tell it which publish the
+            // broker refused.
+            self.events
+                .push_back(Event::Incoming(Packet::PubAckRefused(PubAckRefused {
+                    topic: acked.topic,
+                    pkid: puback.pkid,
+                    reason: puback.reason,
+                })));
             return Ok(None);
         }
 

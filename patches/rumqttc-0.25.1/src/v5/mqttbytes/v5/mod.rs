@@ -56,6 +56,22 @@ pub enum Packet {
     Disconnect(Disconnect),
     /// Incoming only: a PUBLISH over the maximum incoming packet size, skipped
     OversizedPublish(OversizedPublish),
+    /// Incoming only: a PUBACK with a failure reason code (e.g. not authorized), with the
+    /// topic of the publish it refused; follows the `PubAck` event itself
+    PubAckRefused(PubAckRefused),
+}
+
+/// A PUBACK whose reason code says the broker did not accept the publish (an ACL refusal, a
+/// quota, a payload format it rejects). Unlike the `PubAck` packet it carries the topic of the
+/// publish it answers, which the client otherwise no longer knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubAckRefused {
+    /// Topic of the refused publish.
+    pub topic: Bytes,
+    /// Its packet id.
+    pub pkid: u16,
+    /// The broker's reason.
+    pub reason: PubAckReason,
 }
 
 impl Packet {
@@ -164,6 +180,8 @@ impl Packet {
                 pkt_size: oversized.size,
                 max: max_size.unwrap_or(0),
             }),
+            // Never sent: an event about a PUBACK received.
+            Self::PubAckRefused(_) => Err(Error::MalformedPacket),
         }
     }
 
@@ -185,6 +203,7 @@ impl Packet {
             Self::PingResp(resp) => resp.size(),
             Self::Disconnect(disconnect) => disconnect.size(),
             Self::OversizedPublish(oversized) => oversized.size,
+            Self::PubAckRefused(_) => 0,
         }
     }
 }

@@ -13,7 +13,8 @@
 //! Where the SPEC marks behaviour as inferred (`[I]`), the simulator follows its recommendation and
 //! says so in a comment; texts of error replies are in [`error_text`].
 //!
-//! Layout: `machine` holds the pure state machine, `room` the per-room shared state,
+//! Layout: `machine` holds the pure state machine (split by concern: replies, calls, devices,
+//! scripted life, tokens), `room` the per-room shared state (and `room::auth`, who may talk),
 //! `connection` and `http` the network sides, `control` the CLI entry point ([`run`]).
 
 mod connection;

@@ -56,11 +56,23 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// mosquitto's `set_tcp_nodelay` (off by default in mosquitto).
+    nodelay: bool,
 }
 
 impl Broker {
     /// Starts mosquitto; panics with an install hint when it is missing.
     pub fn start() -> Broker {
+        Broker::start_with(false)
+    }
+
+    /// Starts mosquitto with `set_tcp_nodelay true`, for tests that time round trips through it
+    /// (with mosquitto's default, the broker's own Nagle stalls them).
+    pub fn start_nodelay() -> Broker {
+        Broker::start_with(true)
+    }
+
+    fn start_with(nodelay: bool) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
         // mosquitto started as root drops to user `mosquitto`: the persistence dir must be
         // writable by it.
@@ -73,6 +85,7 @@ impl Broker {
             port: free_port(),
             dir,
             child: None,
+            nodelay,
         };
         broker.spawn();
         broker
@@ -85,9 +98,10 @@ impl Broker {
     fn spawn(&mut self) {
         let config = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
-             autosave_interval 1\nmax_queued_messages 10000\n",
+             autosave_interval 1\nmax_queued_messages 10000\nset_tcp_nodelay {nodelay}\n",
             port = self.port,
-            dir = self.dir.path().display()
+            dir = self.dir.path().display(),
+            nodelay = self.nodelay
         );
         std::fs::write(self.config_path(), config).expect("write mosquitto.conf");
         let child = Command::new("mosquitto")

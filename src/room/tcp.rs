@@ -92,3 +92,26 @@ impl AsyncWrite for Tuned {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn connects_without_nagle_and_moves_bytes_both_ways() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tuned, accepted) = tokio::join!(connect("127.0.0.1", port), listener.accept());
+        let (mut tuned, mut peer) = (tuned.unwrap(), accepted.unwrap().0);
+        assert!(tuned.inner.nodelay().unwrap());
+        tuned.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        peer.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        peer.write_all(b"pong").await.unwrap();
+        tuned.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong");
+    }
+}

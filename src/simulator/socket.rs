@@ -159,4 +159,54 @@ mod tests {
         assert_eq!(frame_lengths(&[0x81]), None);
         assert_eq!(frame_lengths(&[0x81, 126, 0x01]), None);
     }
+
+    /// The pieces an untuned socket writes `buf` in, assuming every write takes all it is given.
+    fn pieces(socket: &mut SimSocket, buf: &[u8]) -> Vec<usize> {
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        while at < buf.len() {
+            let piece = socket.next_piece(&buf[at..]);
+            socket.wrote(piece);
+            pieces.push(piece);
+            at += piece;
+        }
+        pieces
+    }
+
+    #[tokio::test]
+    async fn untuned_writes_header_and_payload_apart_after_the_handshake() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_client, server) = (client.unwrap(), accepted.unwrap().0);
+        let mut socket = SimSocket::new(server, false);
+        let handshake = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+        assert_eq!(pieces(&mut socket, handshake), [handshake.len()]);
+        socket.start_framing();
+        let mut two_frames = vec![0x81, 5];
+        two_frames.extend_from_slice(b"hello");
+        two_frames.extend_from_slice(&[0x81, 126, 0x01, 0x00]);
+        two_frames.extend_from_slice(&[b'x'; 256]);
+        assert_eq!(pieces(&mut socket, &two_frames), [2, 5, 4, 256]);
+        // A partial header write continues where it stopped.
+        let frame = [0x81, 3, b'a', b'b', b'c'];
+        assert_eq!(socket.next_piece(&frame), 2);
+        socket.wrote(1);
+        assert_eq!(socket.next_piece(&frame[1..]), 1);
+        socket.wrote(1);
+        assert_eq!(socket.next_piece(&frame[2..]), 3);
+    }
+
+    #[tokio::test]
+    async fn tuned_writes_everything_as_given() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_client, server) = (client.unwrap(), accepted.unwrap().0);
+        let mut socket = SimSocket::new(server, true);
+        socket.start_framing();
+        assert!(socket.is_tuned());
+        assert!(socket.inner.nodelay().unwrap());
+        assert_eq!(pieces(&mut socket, &[0x81, 2, b'h', b'i', 0x81, 0]), [6]);
+    }
 }

@@ -170,6 +170,10 @@ pub struct SimulateArgs {
     /// Address to listen on (0.0.0.0 to serve other machines or containers).
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: std::net::IpAddr,
+    /// Tune the WebSocket sockets (TCP_NODELAY, batched writes) instead of behaving like a
+    /// server that tunes nothing.
+    #[arg(long)]
+    pub tuned: bool,
 }
 
 /// Runs the parsed command line.
@@ -430,6 +434,7 @@ async fn simulate(args: SimulateArgs) -> Result<(), String> {
         pin: if args.unsecured { None } else { args.pin },
         rooms: args.rooms.max(1),
         bind: args.bind,
+        tuned: args.tuned,
     };
     let shutdown = shutdown_signal();
     crate::simulator::run(options, shutdown.cancelled_owned())

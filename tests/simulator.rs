@@ -419,7 +419,16 @@ async fn outgoing_calls_answered_rejected_busy() {
         assert_eq!(next_events(&mut ws, 1).await, ["appStateChanged(3)"]);
     }
 
-    // hangUp while ringing cancels.
+    // hangUp while ringing cancels (a callee slow to answer: the hangUp surely comes first,
+    // however slow this client's round trips are).
+    let slow = SimRoom::start(SimConfig {
+        answer_delay: STEP,
+        ..config()
+    })
+    .await
+    .expect("simulator starts");
+    let mut ws = connect(&slow).await;
+    auth(&mut ws).await;
     request(
         &mut ws,
         json!({"method": "call", "requestId": "c", "peerId": "late@srv"}),
@@ -428,7 +437,7 @@ async fn outgoing_calls_answered_rejected_busy() {
     assert_eq!(next_events(&mut ws, 1).await, ["appStateChanged(4)"]);
     request(&mut ws, json!({"method": "hangUp", "requestId": "h"})).await;
     assert_eq!(next_events(&mut ws, 1).await, ["appStateChanged(3)"]);
-    let snapshot = room
+    let snapshot = slow
         .wait_for(|s| s.app_state == AppState::Normal, STEP)
         .await
         .unwrap();

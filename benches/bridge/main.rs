@@ -18,6 +18,9 @@
 //! - `throughput`: a burst of events through the bridge vs the same burst published raw.
 //! - `rooms`: N simulated Rooms on one bridge: time until every availability is `online`, RSS.
 //! - `idle`: one idle Room: CPU % and context switches per second.
+//! - `room_modes`: the command round trip (bridge, and the Room client alone) against the
+//!   simulated Room untuned (its default: Nagle on, frames written piece by piece) and tuned,
+//!   each beside the floor (see `room_modes.rs`).
 //! - `python_client`: the Rust Room client alone and TrueConf's official Python client, each in
 //!   a process of its own against the same simulated Room: connect, first response, requests
 //!   one at a time, idle RSS (see `python_client.rs`).
@@ -43,6 +46,7 @@ mod latency;
 mod plot;
 mod python_client;
 mod report;
+mod room_modes;
 mod rooms;
 mod throughput;
 mod under_test;
@@ -100,7 +104,7 @@ impl Settings {
         Settings {
             scenarios: list(
                 "BENCH_SCENARIOS",
-                "floor_latency,event_latency,command_latency,throughput,rooms,idle,python_client",
+                "floor_latency,event_latency,command_latency,throughput,room_modes,rooms,idle,python_client",
             ),
             rates: list("BENCH_RATES", "100,1000")
                 .iter()
@@ -236,6 +240,9 @@ fn main() {
                     throughput::throughput(s, &rt, &shared, &mut lines).await;
                 }
                 stop_bridge(&rt, shared.running).await;
+            }
+            if s.wants("room_modes") {
+                room_modes::room_modes(s, &rt, &mut lines).await;
             }
             if s.wants("idle") {
                 idle::idle(s, &rt, &mut lines).await;

@@ -16,13 +16,14 @@
 //!
 //! Layout: [`client`] is the public handle, `session` the task that owns the WebSocket,
 //! [`state`] the pure reducer that turns replies and events into a [`RoomState`], [`discovery`]
-//! the `config.json` lookup.
+//! the `config.json` lookup, `tcp` the socket tuning (no Nagle, no delayed ACKs).
 
 pub mod client;
 pub mod discovery;
 mod error;
 mod session;
 pub mod state;
+mod tcp;
 
 pub use client::{LinkState, PtzMove, RoomClient, RoomOptions, RoomStats};
 pub use error::RoomError;

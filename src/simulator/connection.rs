@@ -2,8 +2,8 @@
 //!
 //! Each connection is one task running two futures side by side: a reader that hands every
 //! text frame to the room (which answers synchronously, under its lock, into this connection's
-//! bounded queue) and a writer that drains the queue into the socket, batching frames between
-//! flushes. No task is spawned per request, so a client pipelining tens of thousands of requests
+//! bounded queue) and a writer that drains the queue into the socket: frame by frame as they
+//! come (the default, untuned), or batching frames between flushes (tuned; see `socket`). No task is spawned per request, so a client pipelining tens of thousands of requests
 //! per second costs a parse, a decision and a serialisation each.
 //!
 //! The task ends — dropping the socket without a close frame, like a crashed peer — when the
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -26,13 +26,15 @@ use tokio_util::sync::CancellationToken;
 use crate::protocol::websocket_config;
 
 use super::room::{ConnId, OUTBOUND_QUEUE, Outbound, Shared};
+use super::socket::SimSocket;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<SimSocket>;
 
 /// How long a client may take for the opening handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Frames written between two flushes at most.
+/// Frames written between two flushes at most (tuned mode; untuned, every frame is flushed as
+/// it comes, see `socket`).
 const MAX_BATCH: usize = 256;
 
 /// Free queue slots the reader waits for before taking the next request. A request queues its
@@ -61,15 +63,14 @@ pub(crate) async fn accept_loop(
     stop: CancellationToken,
 ) {
     let sockets = Arc::clone(&shared.ws_sockets);
+    let tuned = shared.config.tuned;
     super::listener::accept_loop(listener, sockets, stop, |tcp, kill| {
-        // Replies are small and latency matters more than packet count.
-        let _ = tcp.set_nodelay(true);
-        serve(Arc::clone(&shared), tcp, kill)
+        serve(Arc::clone(&shared), SimSocket::new(tcp, tuned), kill)
     })
     .await;
 }
 
-async fn serve(shared: Arc<Shared>, tcp: TcpStream, kill: CancellationToken) {
+async fn serve(shared: Arc<Shared>, tcp: SimSocket, kill: CancellationToken) {
     let mut half_open = shared.half_open_watch();
     let handshake = async {
         // A frozen Room does not even complete handshakes.
@@ -82,12 +83,18 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, kill: CancellationToken) {
             .ok()?
             .ok()
     };
-    let ws = tokio::select! {
+    let mut ws = tokio::select! {
         _ = kill.cancelled() => return,
         ws = handshake => match ws {
             Some(ws) => ws,
             None => return,
         },
+    };
+    ws.get_mut().start_framing();
+    let max_batch = if ws.get_ref().is_tuned() {
+        MAX_BATCH
+    } else {
+        1
     };
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let id = shared.register(tx.clone(), kill.clone());
@@ -95,7 +102,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, kill: CancellationToken) {
     tokio::select! {
         _ = kill.cancelled() => {}
         _ = read_loop(&shared, id, stream, tx, half_open.clone()) => {}
-        _ = write_loop(sink, rx, half_open) => {}
+        _ = write_loop(sink, rx, half_open, max_batch) => {}
     }
     shared.unregister(id);
 }
@@ -147,6 +154,7 @@ async fn write_loop(
     mut sink: SplitSink<Ws, Message>,
     mut rx: mpsc::Receiver<Outbound>,
     mut half_open: watch::Receiver<bool>,
+    max_batch: usize,
 ) {
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -167,7 +175,7 @@ async fn write_loop(
                 return;
             }
             batched += 1;
-            if batched < MAX_BATCH {
+            if batched < max_batch {
                 next = rx.try_recv().ok();
             }
         }

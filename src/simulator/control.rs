@@ -31,6 +31,8 @@ pub struct SimulateOptions {
     pub rooms: usize,
     /// Address to listen on.
     pub bind: IpAddr,
+    /// Tune the rooms' WebSocket sockets (`TCP_NODELAY`, batched writes); see [`SimConfig::tuned`].
+    pub tuned: bool,
 }
 
 impl Default for SimulateOptions {
@@ -42,6 +44,7 @@ impl Default for SimulateOptions {
             pin: None,
             rooms: 1,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            tuned: false,
         }
     }
 }
@@ -96,6 +99,7 @@ pub(crate) async fn run_with(
         bind: opts.bind,
         http_port: opts.http_port,
         ws_port: opts.ws_port,
+        tuned: opts.tuned,
         ..SimConfig::default()
     };
     let rooms = SimRoom::start_many(opts.rooms.max(1), base).await?;

@@ -13,8 +13,10 @@
 //! Where the SPEC marks behaviour as inferred (`[I]`), the simulator follows its recommendation and
 //! says so in a comment; texts of error replies are in [`error_text`].
 //!
-//! Layout: `machine` holds the pure state machine, `room` the per-room shared state,
-//! `connection` and `http` the network sides, `control` the CLI entry point ([`run`]).
+//! Layout: `machine` holds the pure state machine (split by concern: replies, calls, devices,
+//! scripted life, tokens), `room` the per-room shared state (and `room::auth`, who may talk),
+//! `connection` and `http` the network sides (`socket`: tuned or, by default, untuned writes),
+//! `control` the CLI entry point ([`run`]).
 
 mod connection;
 mod control;
@@ -22,6 +24,7 @@ mod http;
 mod listener;
 mod machine;
 mod room;
+mod socket;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -63,6 +66,11 @@ pub struct SimConfig {
     pub peer_id: String,
     /// The display name of that account.
     pub display_name: String,
+    /// Tune the WebSocket socket like a latency-minded server (`TCP_NODELAY`, frames batched
+    /// into one write). Off by default: the simulator then behaves like a server that tunes
+    /// nothing — Nagle on, every frame written as it comes, header and payload separately — so
+    /// that clients are tested against the worst a real Room may do.
+    pub tuned: bool,
 }
 
 impl Default for SimConfig {
@@ -77,6 +85,7 @@ impl Default for SimConfig {
             server: "sim.trueconf.local".into(),
             peer_id: "room@sim.trueconf.local".into(),
             display_name: "Meeting Room".into(),
+            tuned: false,
         }
     }
 }

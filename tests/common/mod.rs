@@ -3,6 +3,10 @@
 //! Room options the tests start from (short keepalives and backoffs, so failures show fast).
 #![allow(dead_code)]
 
+pub mod plain_room;
+pub mod rig;
+pub mod traffic;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpListener;
@@ -60,6 +64,12 @@ impl Broker {
     /// Starts mosquitto; panics with an install hint when it is missing.
     pub fn start() -> Broker {
         Broker::start_with("", &[])
+    }
+
+    /// Starts mosquitto with `set_tcp_nodelay true`, for tests that time round trips through it
+    /// (with mosquitto's default, the broker's own Nagle stalls them).
+    pub fn start_nodelay() -> Broker {
+        Broker::start_with("set_tcp_nodelay true\n", &[])
     }
 
     /// Starts mosquitto with `extra` configuration lines and `files` (name, content) in its

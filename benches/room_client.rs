@@ -12,6 +12,8 @@
 //! - `ROOM_CLIENT_SWEEP` ("1,16,64,256"): other in-flight levels, ~1.5 s each (empty: skip)
 //! - `ROOM_CLIENT_SERIAL` (5000): one-at-a-time requests
 //! - `ROOM_CLIENT_METHOD` (getMicMute): the method sent
+//! - `ROOM_CLIENT_SIM_TUNED` (0): 1 runs the simulator tuned (`TCP_NODELAY`, batched writes)
+//!   instead of its untuned default
 
 mod common;
 
@@ -139,10 +141,13 @@ fn main() {
             .into_boxed_str(),
     );
 
+    let tuned = env_u64("ROOM_CLIENT_SIM_TUNED", 0) != 0;
+
     let (cpus, model) = common::machine();
     println!("room_client benchmark — {cpus} CPUs, {model}");
     println!(
-        "method {method}; main run: {inflight} in flight, {total} requests or {seconds} s; serial: {serial}"
+        "method {method}; main run: {inflight} in flight, {total} requests or {seconds} s; serial: {serial}; simulator {}",
+        if tuned { "tuned" } else { "untuned" }
     );
 
     // The simulator: its own single worker thread.
@@ -157,6 +162,7 @@ fn main() {
             let _ = common::now_ns();
             SimRoom::start(SimConfig {
                 pin: Some("2468".into()),
+                tuned,
                 ..SimConfig::default()
             })
             .await

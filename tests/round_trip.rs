@@ -8,7 +8,9 @@
 //! on an idle machine, is an order of magnitude above a healthy round trip and an order below a
 //! stall. A stall is deterministic (it hits most commands, p50 included), a busy machine is not:
 //! a measurement over the bound is repeated, and the test fails only when every attempt is over
-//! it. The tests take turns, so they do not load the machine for each other.
+//! it. On a machine that is not idle (load average above its CPU count) the guard checks the
+//! p50 against half a delayed ACK instead (a stall moves the p50 to ~44 ms too), and says so. The tests take
+//! turns, so they do not load the machine for each other.
 
 mod common;
 
@@ -26,6 +28,9 @@ use common::{
 
 /// The stall guard: p99 of a command round trip on an idle machine.
 const P99_BOUND: Duration = Duration::from_millis(5);
+/// The guard on a busy machine: p50 under half of Linux's minimum delayed ACK (40 ms), which a
+/// stall exceeds and scheduling delays do not.
+const BUSY_P50_BOUND: Duration = Duration::from_millis(20);
 /// Commands measured per attempt: enough for a p99 that is not the single worst sample.
 const COMMANDS: usize = 300;
 /// Commands sent first and not measured (connection warm-up, the kernel's quick-ACK start).
@@ -47,8 +52,21 @@ fn percentiles(mut samples: Vec<Duration>) -> Figures {
     (at(0.50), at(0.99))
 }
 
+/// The 1-minute load average when it is above the number of CPUs (other work competes for them).
+fn busy() -> Option<f64> {
+    let load: f64 = std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (load > cpus as f64).then_some(load)
+}
+
 /// Runs `measure` (which returns a label for the output and the figures) until its p99 is
-/// within the bound, at most [`ATTEMPTS`] times; fails when it never is.
+/// within [`P99_BOUND`] (on a busy machine: its p50 within [`BUSY_P50_BOUND`]), at most
+/// [`ATTEMPTS`] times; fails when it never is.
 async fn guard<F, Fut>(peer: &str, mut measure: F)
 where
     F: FnMut() -> Fut,
@@ -57,19 +75,27 @@ where
     let mut attempts = Vec::new();
     for attempt in 1..=ATTEMPTS {
         let (label, (p50, p99)) = measure().await;
+        let busy = busy();
         println!(
-            "{label} peer={peer} attempt={attempt} commands={COMMANDS} p50_us={} p99_us={}",
+            "{label} peer={peer} attempt={attempt} commands={COMMANDS} p50_us={} p99_us={}{}",
             p50.as_micros(),
-            p99.as_micros()
+            p99.as_micros(),
+            busy.map_or(String::new(), |load| format!(
+                " (busy machine, load {load}: p50 checked against {BUSY_P50_BOUND:?})"
+            ))
         );
-        if p99 <= P99_BOUND {
+        let within = match busy {
+            Some(_) => p50 <= BUSY_P50_BOUND,
+            None => p99 <= P99_BOUND,
+        };
+        if within {
             return;
         }
-        attempts.push(format!("{label}: p50 {p50:?}, p99 {p99:?}"));
+        attempts.push(format!("{label}: p50 {p50:?}, p99 {p99:?}, load {busy:?}"));
     }
     panic!(
-        "{peer}: the command round trip p99 exceeds {P99_BOUND:?} in every attempt (a Nagle \
-         stall?): {attempts:#?}"
+        "{peer}: the command round trip p99 exceeds {P99_BOUND:?} (on a busy machine: the p50 \
+         exceeds {BUSY_P50_BOUND:?}) in every attempt (a Nagle stall?): {attempts:#?}"
     );
 }
 

@@ -179,9 +179,7 @@ impl Machine {
     }
 
     pub(super) fn logout(&mut self, fx: &mut Effects) -> Result<Map<String, Value>, Refusal> {
-        if !self.is_idle_and_ready() {
-            return Err(Refusal::NotAvailable);
-        }
+        self.require_idle()?;
         self.account = None;
         // inferred: SPEC §7.1 "Logout".
         fx.emit("logout", json!({"result": 0, "cause": 0}));
@@ -194,9 +192,7 @@ impl Machine {
         p: &Map<String, Value>,
         fx: &mut Effects,
     ) -> Result<Map<String, Value>, Refusal> {
-        if !self.is_idle_and_ready() {
-            return Err(Refusal::NotAvailable);
-        }
+        self.require_idle()?;
         let peer_id = str_param(p, "peerId");
         if peer_id.is_empty() {
             return Err(Refusal::Invalid("call: peerId is empty".into()));
@@ -265,9 +261,7 @@ impl Machine {
         p: &Map<String, Value>,
         fx: &mut Effects,
     ) -> Result<Map<String, Value>, Refusal> {
-        if !self.is_idle_and_ready() {
-            return Err(Refusal::NotAvailable);
-        }
+        self.require_idle()?;
         let conf_type = match str_param(p, "confType") {
             "symmetric" => 1,
             "asymmetric" => 2,

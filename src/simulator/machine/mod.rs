@@ -523,6 +523,27 @@ impl Machine {
         self.app_state == AppState::Normal && matches!(self.call, Call::Idle)
     }
 
+    /// A call can start only from an idle, logged-in Room.
+    fn require_idle(&self) -> Result<(), Refusal> {
+        if self.is_idle_and_ready() {
+            Ok(())
+        } else {
+            Err(Refusal::NotAvailable)
+        }
+    }
+
+    /// A participant from a TrueConf ID and a display name (made up from the ID when empty).
+    fn participant(peer_id: &str, peer_dn: &str) -> Participant {
+        Participant {
+            peer_id: peer_id.to_owned(),
+            peer_dn: if peer_dn.is_empty() {
+                calls::display_name_of(peer_id)
+            } else {
+                peer_dn.to_owned()
+            },
+        }
+    }
+
     /// The current state as seen by tests. Connection counters are filled in by the caller.
     pub fn snapshot(&self) -> SimSnapshot {
         let name = |kind: DeviceKind| self.current[kind.index()].as_ref().map(|d| d.name.clone());

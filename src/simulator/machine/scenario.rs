@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::protocol::{AppState, Participant};
+use crate::protocol::AppState;
 use crate::simulator::SimError;
 
 use super::calls::{Call, display_name_of};
@@ -33,14 +33,7 @@ impl Machine {
             return Err(self.not_available("an incoming call needs an idle, logged-in Room"));
         }
         let mut fx = Effects::default();
-        let peer = Participant {
-            peer_id: peer_id.to_owned(),
-            peer_dn: if peer_dn.is_empty() {
-                display_name_of(peer_id)
-            } else {
-                peer_dn.to_owned()
-            },
-        };
+        let peer = Machine::participant(peer_id, peer_dn);
         let conf_id = self.new_conf_id();
         fx.emit(
             "inviteReceived",
@@ -91,14 +84,7 @@ impl Machine {
             )));
         }
         let mut fx = Effects::default();
-        let peer = Participant {
-            peer_id: peer_id.to_owned(),
-            peer_dn: if peer_dn.is_empty() {
-                display_name_of(peer_id)
-            } else {
-                peer_dn.to_owned()
-            },
-        };
+        let peer = Machine::participant(peer_id, peer_dn);
         self.add_participant(peer, &mut fx);
         Ok(fx)
     }

@@ -12,7 +12,8 @@
 //! - [`homeassistant`]: discovery payloads, pure functions of a room's state.
 //! - [`bridge`]: state and events out, commands in; one publisher and one command task per room.
 //! - [`config`]: settings from TOML, environment and secret files, with precise validation.
-//! - [`app`] and [`cli`]: the daemon and the command line; `main.rs` only calls [`cli::main`].
+//! - [`app`] and [`cli`]: the daemon and the command line; `main.rs` only calls [`cli::main`];
+//!   [`logging`]: its log output (one record per line, colour only for a terminal).
 #![warn(missing_docs)]
 
 pub mod app;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod demo;
 pub mod health;
 pub mod homeassistant;
+pub mod logging;
 pub mod mqtt;
 pub mod protocol;
 pub mod room;

@@ -112,7 +112,7 @@ pub(crate) async fn supervise(
                 });
                 warn!(
                     room = %address,
-                    %message,
+                    reason = %message,
                     retry_in_s = options.auth_retry.as_secs(),
                     "the Room refused authentication; check the PIN"
                 );

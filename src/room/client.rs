@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::error::RoomError;
+use super::limiter::{self, CredentialLimiter};
 use super::session;
 use super::state::RoomState;
 use crate::protocol::{Device, Event, ParamError, Response, catalog, catalog::json_type_name};
@@ -140,6 +142,8 @@ pub(crate) struct Shared {
     /// Why the last attempt or session failed, for [`RoomClient::wait_online`].
     pub(crate) last_error: Mutex<Option<RoomError>>,
     pub(crate) stats: RoomStats,
+    /// Failed credential checks sent by callers ([`limiter`]).
+    pub(crate) credential_checks: Mutex<CredentialLimiter>,
 }
 
 impl Shared {
@@ -158,6 +162,28 @@ impl Shared {
         if !self.accepting.load(Ordering::Acquire) {
             return Err(RoomError::NotConnected);
         }
+        // A credential check (an `auth` sent by a caller, say) is an oracle: failures are
+        // rate-limited, whoever asks.
+        let ticket = if catalog()
+            .method(method)
+            .is_some_and(|m| m.checks_credentials)
+        {
+            let begun = match self.credential_checks.lock() {
+                Ok(mut limiter) => limiter.try_begin(Instant::now()),
+                Err(_) => Err(limiter::WINDOW),
+            };
+            match begun {
+                Ok(ticket) => Some(ticket),
+                Err(retry_in) => {
+                    return Err(RoomError::RateLimited {
+                        method: method.to_owned(),
+                        retry_in,
+                    });
+                }
+            }
+        } else {
+            None
+        };
         let timeout = self.options.request_timeout;
         let (reply, rx) = oneshot::channel();
         let command = Command::Request {
@@ -180,6 +206,9 @@ impl Shared {
                 timeout,
             })??;
         if response.result {
+            if let (Some(ticket), Ok(mut limiter)) = (ticket, self.credential_checks.lock()) {
+                limiter.succeeded(ticket);
+            }
             Ok(response)
         } else {
             Err(RoomError::Rejected {
@@ -231,6 +260,7 @@ impl RoomClient {
             http_token: Mutex::new(None),
             last_error: Mutex::new(None),
             stats: RoomStats::default(),
+            credential_checks: Mutex::new(CredentialLimiter::default()),
         });
         let cancel = CancellationToken::new();
         let task = tokio::spawn(session::supervise(

@@ -21,6 +21,7 @@
 pub mod client;
 pub mod discovery;
 mod error;
+pub mod limiter;
 mod session;
 pub mod state;
 

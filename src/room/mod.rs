@@ -22,6 +22,7 @@ pub mod client;
 pub mod discovery;
 mod error;
 pub mod limiter;
+pub mod participants;
 mod session;
 pub mod state;
 

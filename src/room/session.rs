@@ -341,6 +341,10 @@ impl Session {
                             if let Some(end) = self.on_text(&text) {
                                 break end;
                             }
+                            // Frames parsed from the WebSocket's buffer never touch the socket,
+                            // so a flood would not yield on its own: one unit of the task
+                            // budget per frame lets other rooms run every 128 frames.
+                            tokio::task::consume_budget().await;
                         }
                         Some(Ok(Message::Binary(bytes))) => {
                             self.shared.stats.bad_frames.fetch_add(1, Ordering::Relaxed);

@@ -126,7 +126,11 @@ async fn a_participant_flood_in_one_room_does_not_starve_another() {
             room_entry("quiet", "Quiet", quiet_options),
         ],
     );
-    let probe = Probe::connect(broker.port, &["trueconf/quiet/#", "trueconf/busy/#"]).await;
+    let probe = Probe::connect(
+        broker.port,
+        &["trueconf/quiet/#", "trueconf/busy/participant_count"],
+    )
+    .await;
     let mut bridge = Running::start(options);
     probe
         .wait_value(

@@ -236,20 +236,34 @@ pub fn loggable(metadata: &tracing::Metadata<'_>) -> bool {
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
+    use crate::logging::{Escape, JsonLines, OneLine, colour_wanted};
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     let secrets_out = tracing_subscriber::filter::filter_fn(loggable);
     let _ = match format {
-        LogFormat::Text => builder.finish().with(secrets_out).try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
+        LogFormat::Text => {
+            let colour = colour_wanted();
+            let escape = if colour {
+                Escape::TextColour
+            } else {
+                Escape::Text
+            };
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(colour)
+                .with_writer(OneLine::new(std::io::stderr, escape))
+                .finish()
+                .with(secrets_out)
+                .try_init()
+        }
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .event_format(JsonLines)
+            .with_writer(OneLine::new(std::io::stderr, Escape::Json))
             .finish()
             .with(secrets_out)
             .try_init(),

@@ -2,11 +2,14 @@
 //!
 //! Optional (`http.listen`); binds where configured, 127.0.0.1 in the examples. Everything is
 //! computed at request time from the counters the bridge keeps anyway: no extra work on the hot
-//! path.
+//! path. Connections are bounded in number, header time and lifetime (hyper's HTTP/1.1 server
+//! with axum's router), so idle or slow clients cannot take the daemon's file descriptors.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -78,6 +81,20 @@ pub fn report(bridge: &Bridge) -> (bool, Value) {
     (ready, body)
 }
 
+/// HTTP connections served at once. Probes and scrapers need a handful; past this the oldest
+/// connection is closed to make room, so a crowd of idle or slow clients can neither hold more
+/// file descriptors than this (the rest stay for the Room and broker sockets, see
+/// `LimitNOFILE=` in the systemd unit) nor lock out the next probe.
+pub const MAX_HTTP_CONNECTIONS: usize = 64;
+/// Time a client gets to send a whole request head (slow-loris clients are cut here).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one connection, idle keep-alive included: a scraper reconnects for free.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// Pause after a failed `accept` (out of file descriptors, say) before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Time in-flight requests get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
 /// Serves the endpoints until `shutdown`.
 pub async fn serve(
     listen: SocketAddr,
@@ -93,9 +110,77 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state((bridge, Arc::new(registry)));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let slots = Arc::new(Slots::default());
+    loop {
+        let tcp = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept an HTTP connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let (id, cut) = slots.admit();
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let slots = slots.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = cut.cancelled() => {}
+                _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+                }
+            }
+            slots.release(id);
+        });
+    }
+    Ok(())
+}
+
+/// The open HTTP connections, oldest first, at most [`MAX_HTTP_CONNECTIONS`].
+#[derive(Default)]
+struct Slots {
+    open: Mutex<(u64, VecDeque<(u64, CancellationToken)>)>,
+}
+
+impl Slots {
+    /// Registers a new connection, closing the oldest one when all slots are taken; returns
+    /// its id and the token that closes it.
+    fn admit(&self) -> (u64, CancellationToken) {
+        let cut = CancellationToken::new();
+        let Ok(mut guard) = self.open.lock() else {
+            return (0, cut);
+        };
+        let (next, open) = &mut *guard;
+        while open.len() >= MAX_HTTP_CONNECTIONS {
+            if let Some((_, oldest)) = open.pop_front() {
+                oldest.cancel();
+            }
+        }
+        *next += 1;
+        open.push_back((*next, cut.clone()));
+        (*next, cut)
+    }
+
+    /// Forgets a closed connection.
+    fn release(&self, id: u64) {
+        if let Ok(mut guard) = self.open.lock()
+            && let Some(at) = guard.1.iter().position(|(open, _)| *open == id)
+        {
+            guard.1.remove(at);
+        }
+    }
 }
 
 type AppState = (Arc<Bridge>, Arc<Registry>);

@@ -18,7 +18,8 @@
 //! - [`bridge`]: state and events out, commands in; per room a publisher and a command task,
 //!   one router, bridge info and requests, ownership among instances.
 //! - [`health`], [`systemd`], [`status`], [`demo`]: what runs beside the bridge.
-//! - [`app`] and [`cli`]: the daemon and the command line; `main.rs` only calls [`cli::main`].
+//! - [`app`] and [`cli`]: the daemon and the command line; `main.rs` only calls [`cli::main`];
+//!   [`logging`]: its log output (one record per line, colour only for a terminal).
 //!
 //! [`backoff`] (the reconnect policy both links share), [`supervise`] (restarting failed tasks)
 //! and [`secret`] are used throughout.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod demo;
 pub mod health;
 pub mod homeassistant;
+pub mod logging;
 pub mod mqtt;
 pub mod protocol;
 pub mod room;

@@ -150,7 +150,8 @@ fn realistic_state() -> RoomState {
             participants: vec![Participant {
                 peer_id: "alice@tc.example.com".into(),
                 peer_dn: "Alice".into(),
-            }],
+            }]
+            .into(),
         }),
         version: Some("4.3.1.1234".into()),
         http_port: Some(8766),
@@ -515,7 +516,7 @@ fn room_works_in_a_live_home_assistant() {
         conf_id: "c9".into(),
         title: Some("t".repeat(300)),
         peer_id: None,
-        participants: vec![],
+        participants: Default::default(),
     });
     ringing.camera = None;
     publish_state(&mut s, &ringing);

@@ -59,14 +59,20 @@ pub struct MethodSpec {
     pub params: Vec<ParamSpec>,
     /// Data members of a successful reply, as far as they are known.
     pub response_fields: Vec<FieldSpec>,
-    /// Shuts down, reboots, changes credentials or licences, deletes data, logs out: refused by the
-    /// bridge unless allowed per room in config.
+    /// Shuts down, reboots, changes credentials or licences, deletes data, logs out, or carries or
+    /// reveals a credential, token or licence key: refused by the bridge unless allowed per room
+    /// in config.
     pub dangerous: bool,
     /// Why the method is dangerous, when the catalog says.
     #[serde(default)]
     pub danger_reason: Option<String>,
-    /// The request or the reply carries a secret (password, PIN, token, licence key).
+    /// The request or the reply carries a secret (password, PIN, token, licence key). Every
+    /// sensitive method is also dangerous.
     pub sensitive: bool,
+    /// The reply says whether a secret (PIN, password) was right: an oracle, so failed replies
+    /// are rate-limited per room even where the method is allowed.
+    #[serde(default)]
+    pub checks_credentials: bool,
     /// How well the shape is known: `documented`, `client`, `client-2024`.
     pub doc_status: String,
     /// Free-text remarks from the research.
@@ -405,7 +411,10 @@ impl Catalog {
              `trueconf2mqtt catalog --markdown`; do not edit by hand.\n\n\
              Every method is reachable over MQTT as `<base>/<room>/request/<method>` with a JSON \
              object of parameters (`?` marks optional ones). Methods marked **dangerous** are \
-             refused unless listed in the room's `allow_dangerous` setting.\n\n",
+             refused unless listed in the room's `allow_dangerous` setting; so is every method that \
+             carries or reveals a credential, token or licence key (**sensitive**). A method that \
+             checks credentials answers at most a few failures per minute per room, even when \
+             allowed.\n\n",
         );
         let mut categories: Vec<&str> = self.methods.iter().map(|m| m.category.as_str()).collect();
         categories.sort_unstable();
@@ -429,6 +438,9 @@ impl Catalog {
                 }
                 if m.sensitive {
                     flags.push("sensitive");
+                }
+                if m.checks_credentials {
+                    flags.push("checks credentials (failures rate-limited)");
                 }
                 if m.doc_status != "documented" {
                     flags.push("inferred shape");
@@ -509,6 +521,29 @@ mod tests {
             c.validate("getAppState", &params(json!({"requestId": "1"}))),
             Err(ParamError::Reserved { .. })
         ));
+    }
+
+    /// Issue 12 case 4: whatever carries or reveals a secret, or answers whether one is right,
+    /// is dangerous (refused unless allowed), from this one table.
+    #[test]
+    fn secrets_and_credential_checks_are_dangerous() {
+        for m in catalog().methods() {
+            if m.sensitive || m.checks_credentials {
+                assert!(m.dangerous, "{} carries or checks a secret", m.name);
+            }
+            if m.checks_credentials {
+                assert!(m.sensitive, "{} checks a secret it must carry", m.name);
+            }
+        }
+        for name in [
+            "auth",
+            "setAuthParams",
+            "checkFileTransferPIN",
+            "getFileTransferPIN",
+        ] {
+            assert!(catalog().method(name).unwrap().dangerous, "{name}");
+        }
+        assert!(catalog().method("auth").unwrap().checks_credentials);
     }
 
     #[test]

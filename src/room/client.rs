@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::error::RoomError;
+use super::limiter::{self, CredentialLimiter};
 use super::session;
 use super::state::RoomState;
 use crate::protocol::{Device, Event, ParamError, Response, catalog, catalog::json_type_name};
@@ -154,6 +156,8 @@ pub(crate) struct ClientShared {
     /// Why the last attempt or session failed, for [`RoomClient::wait_online`].
     pub(crate) last_error: Mutex<Option<RoomError>>,
     pub(crate) stats: RoomStats,
+    /// Failed credential checks sent by callers ([`limiter`]).
+    pub(crate) credential_checks: Mutex<CredentialLimiter>,
 }
 
 impl ClientShared {
@@ -172,6 +176,28 @@ impl ClientShared {
         if !self.accepting.load(Ordering::Acquire) {
             return Err(RoomError::NotConnected);
         }
+        // A credential check (an `auth` sent by a caller, say) is an oracle: failures are
+        // rate-limited, whoever asks.
+        let ticket = if catalog()
+            .method(method)
+            .is_some_and(|m| m.checks_credentials)
+        {
+            let begun = match self.credential_checks.lock() {
+                Ok(mut limiter) => limiter.try_begin(Instant::now()),
+                Err(_) => Err(limiter::WINDOW),
+            };
+            match begun {
+                Ok(ticket) => Some(ticket),
+                Err(retry_in) => {
+                    return Err(RoomError::RateLimited {
+                        method: method.to_owned(),
+                        retry_in,
+                    });
+                }
+            }
+        } else {
+            None
+        };
         let timeout = self.options.request_timeout;
         let (reply, rx) = oneshot::channel();
         let command = PendingRequest {
@@ -194,6 +220,9 @@ impl ClientShared {
                 timeout,
             })??;
         if response.result {
+            if let (Some(ticket), Ok(mut limiter)) = (ticket, self.credential_checks.lock()) {
+                limiter.succeeded(ticket);
+            }
             Ok(response)
         } else {
             Err(RoomError::Rejected {
@@ -245,6 +274,7 @@ impl RoomClient {
             http_token: Mutex::new(None),
             last_error: Mutex::new(None),
             stats: RoomStats::default(),
+            credential_checks: Mutex::new(CredentialLimiter::default()),
         });
         let cancel = CancellationToken::new();
         // The session task is restarted if it ever fails; the failure shows as the link's

@@ -38,6 +38,20 @@ pub enum RoomError {
         /// The whole reply.
         reply: Map<String, Value>,
     },
+    /// Too many failed credential checks for this Room lately ([`crate::room::limiter`]); the
+    /// request was not sent.
+    #[error(
+        "too many failed {method} attempts for this Room (at most {} per {} s); retry in {} s",
+        crate::room::limiter::MAX_FAILURES,
+        crate::room::limiter::WINDOW.as_secs(),
+        retry_in.as_secs().max(1)
+    )]
+    RateLimited {
+        /// The method.
+        method: String,
+        /// When an attempt will be let through again.
+        retry_in: Duration,
+    },
     /// The request does not fit the method table.
     #[error(transparent)]
     InvalidParams(#[from] ParamError),

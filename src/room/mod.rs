@@ -21,6 +21,8 @@
 pub mod client;
 pub mod discovery;
 mod error;
+pub mod limiter;
+pub mod participants;
 mod session;
 pub mod state;
 mod tcp;

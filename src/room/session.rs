@@ -109,7 +109,7 @@ pub(crate) async fn supervise(
                 });
                 warn!(
                     room = %address,
-                    %message,
+                    reason = %message,
                     retry_in_s = options.auth_retry.as_secs(),
                     "the Room refused authentication; check the PIN"
                 );
@@ -203,7 +203,18 @@ async fn connect_and_authenticate(shared: &ClientShared) -> Result<Socket, RoomE
             auth.insert("type".into(), "unsecured".into());
         }
     }
-    let frame = encode_request("auth", Some(&format!("{ID_PREFIX}auth")), &auth);
+    let auth_id = format!("{ID_PREFIX}auth");
+    let frame = encode_request("auth", Some(&auth_id), &auth);
+    // Whatever arrived before we asked cannot be the answer (an `auth` success among it would
+    // otherwise be taken for one): skip it, counted.
+    while let Some(Some(frame)) = futures_util::FutureExt::now_or_never(socket.next()) {
+        if matches!(frame, Ok(Message::Text(_))) {
+            shared
+                .stats
+                .unmatched_replies
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
     socket
         .send(Message::text(frame))
         .await
@@ -218,7 +229,22 @@ async fn connect_and_authenticate(shared: &ClientShared) -> Result<Socket, RoomE
                 Err(e) => return Err(unreachable(format!("during auth: {e}"))),
             };
             match parse_incoming(&text) {
-                Ok(Incoming::Response(r)) if r.method == "auth" => return Ok(r),
+                // Ours: our id echoed, or none (older Rooms answer `"requestId":""`, SPEC §4).
+                Ok(Incoming::Response(r))
+                    if r.method == "auth"
+                        && r.request_id
+                            .as_deref()
+                            .is_none_or(|id| id.is_empty() || id == auth_id) =>
+                {
+                    return Ok(r);
+                }
+                Ok(Incoming::Response(r)) if r.method == "auth" => {
+                    shared
+                        .stats
+                        .unmatched_replies
+                        .fetch_add(1, Ordering::Relaxed);
+                    warn!(room = %address, "ignoring an auth reply to a request we never sent");
+                }
                 // Anything else before the auth reply is not expected (SPEC §4.5); skip it.
                 _ => continue,
             }
@@ -318,6 +344,10 @@ impl Session {
                             if let Some(end) = self.on_text(&text) {
                                 break end;
                             }
+                            // Frames parsed from the WebSocket's buffer never touch the socket,
+                            // so a flood would not yield on its own: one unit of the task
+                            // budget per frame lets other rooms run every 128 frames.
+                            tokio::task::consume_budget().await;
                         }
                         Some(Ok(Message::Binary(bytes))) => {
                             self.shared.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
@@ -327,6 +357,12 @@ impl Session {
                             break End::Lost(format!("closed by the Room ({frame:?})"));
                         }
                         Some(Ok(_)) => {}
+                        // A text frame that is not UTF-8 is one bad frame, not a broken link
+                        // (the WebSocket layer keeps reading after it; see patches/).
+                        Some(Err(tokio_tungstenite::tungstenite::Error::Utf8(detail))) => {
+                            self.shared.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                            warn!(error = %detail, "ignoring a text frame from the Room that is not UTF-8");
+                        }
                         Some(Err(e)) => break End::Lost(e.to_string()),
                         None => break End::Lost("connection closed".into()),
                     }
@@ -478,10 +514,15 @@ impl Session {
                 end
             }
             Ok(Incoming::Response(response)) => {
-                self.shared
-                    .state
-                    .send_if_modified(|s| s.apply_response(&response));
-                self.on_response(response);
+                // Only the reply to a request we sent may change the state.
+                if let Some(pending) = self.take_pending(&response) {
+                    self.shared
+                        .state
+                        .send_if_modified(|s| s.apply_response(&response));
+                    if let Some(reply) = pending.reply {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
                 None
             }
         }
@@ -498,33 +539,32 @@ impl Session {
         let _ = futures_util::FutureExt::now_or_never(self.socket.flush());
     }
 
-    fn on_response(&mut self, response: Response) {
-        let id = match &response.request_id {
-            Some(id) if self.pending.contains_key(id) => Some(id.clone()),
-            Some(id) if id.starts_with(ID_PREFIX) => {
-                // One of ours that was already answered, timed out or never sent: a duplicate.
+    /// The request `response` answers, taken off the books; `None` (counted) for a reply to
+    /// nothing we are waiting for: a duplicate, a foreign id, or nothing of that method pending.
+    fn take_pending(&mut self, response: &Response) -> Option<Pending> {
+        let id = match response.request_id.as_deref() {
+            Some(id) if self.pending.contains_key(id) => Some(id.to_owned()),
+            // No usable id: matched by method, in order (SPEC §5.2).
+            None | Some("") => self.oldest_pending(&response.method),
+            Some(id) => {
+                // One of ours already answered or timed out, or an id we never used.
                 self.shared
                     .stats
                     .unmatched_replies
                     .fetch_add(1, Ordering::Relaxed);
-                debug!(method = %response.method, %id, "dropping a duplicate reply");
-                return;
+                debug!(method = %response.method, %id, "dropping a reply to no request of ours");
+                return None;
             }
-            _ => self.oldest_pending(&response.method),
         };
-        let Some(id) = id else {
-            if response.method != "auth" {
-                self.shared
-                    .stats
-                    .unmatched_replies
-                    .fetch_add(1, Ordering::Relaxed);
-                warn!(method = %response.method, error = ?response.error_text(), "a reply matching no request");
-            }
-            return;
+        let Some(pending) = id.as_ref().and_then(|id| self.pending.remove(id)) else {
+            self.shared
+                .stats
+                .unmatched_replies
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(method = %response.method, error = ?response.error_text(), "a reply matching no request");
+            return None;
         };
-        let Some(pending) = self.pending.remove(&id) else {
-            return;
-        };
+        let id = id.unwrap_or_default();
         if let Some(queue) = self.by_method.get_mut(&pending.method) {
             if let Some(pos) = queue.iter().position(|q| q == &id) {
                 queue.remove(pos);
@@ -533,9 +573,7 @@ impl Session {
                 self.by_method.remove(&pending.method);
             }
         }
-        if let Some(reply) = pending.reply {
-            let _ = reply.send(Ok(response));
-        }
+        Some(pending)
     }
 
     /// The oldest request of `method` still waiting.

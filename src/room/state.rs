@@ -7,6 +7,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::participants::Participants;
 use crate::protocol::{AppState, Device, Event, EventKind, Participant, Response};
 
 /// The Room as far as we know it. `None` means "not known yet".
@@ -86,8 +87,8 @@ pub struct Conference {
     pub title: Option<String>,
     /// The other side of a p2p call.
     pub peer_id: Option<String>,
-    /// Other participants.
-    pub participants: Vec<Participant>,
+    /// Other participants, in join order.
+    pub participants: Participants,
 }
 
 /// Sets `slot` to `value`, reporting whether it changed.
@@ -249,23 +250,11 @@ impl RoomState {
             EventKind::ConferenceDeleted => set(&mut self.conference, None),
             EventKind::ParticipantJoined(p) => {
                 let conference = self.conference.get_or_insert_with(Conference::default);
-                if conference
-                    .participants
-                    .iter()
-                    .any(|q| q.peer_id == p.peer_id)
-                {
-                    false
-                } else {
-                    conference.participants.push(p.clone());
-                    true
-                }
+                !conference.participants.contains(&p.peer_id)
+                    && conference.participants.insert(p.clone())
             }
             EventKind::ParticipantLeft { peer_id } => match &mut self.conference {
-                Some(c) => {
-                    let before = c.participants.len();
-                    c.participants.retain(|p| &p.peer_id != peer_id);
-                    before != c.participants.len()
-                }
+                Some(c) => c.participants.remove(peer_id),
                 None => false,
             },
             EventKind::HardwareChanged => self.apply_hardware(f),
@@ -385,7 +374,7 @@ impl RoomState {
                 // The Room lists itself too; keep only the others (inferred: our own entry
                 // carries our logged-in peer id as its prefix).
                 let me = self.user.clone().unwrap_or_default();
-                let others: Vec<Participant> = participants
+                let others: Participants = participants
                     .into_iter()
                     .filter(|p| me.is_empty() || !p.peer_id.starts_with(&me))
                     .collect();

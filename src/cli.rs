@@ -11,10 +11,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::mqtt::Topics;
 use crate::protocol::{catalog, redact};
 use crate::room::{RoomClient, RoomOptions};
 use crate::secret::Secret;
+use crate::surface::Topics;
 
 /// TrueConf Room ⇄ MQTT bridge with Home Assistant discovery.
 #[derive(Debug, Parser)]

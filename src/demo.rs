@@ -42,14 +42,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{self, Bridge, Tasks};
 use crate::config::Settings;
+use crate::mqtt::{LinkOptions, MqttLink, Publish, Started};
 use crate::simulator::{SimConfig, SimRoom, StartState};
+use crate::surface::Topics;
 
 /// Options of `trueconf2mqtt demo`.
 #[derive(Debug, Clone, Args)]
@@ -512,20 +513,20 @@ struct ScriptTopics {
 
 impl ScriptTopics {
     fn new(base: &str, room: &str) -> ScriptTopics {
+        let topics = Topics::new(base);
         ScriptTopics {
-            availability: format!("{base}/{room}/availability"),
-            set_call: format!("{base}/{room}/set/call"),
-            response_call: format!("{base}/{room}/response/call"),
+            availability: topics.availability(room),
+            set_call: topics.set_field(room, "call"),
+            response_call: topics.response(room, "call"),
         }
     }
 }
 
-/// The script's connection to the broker: watches the Room's availability, sends commands
-/// and collects their responses.
+/// The script's connection to the broker (the bridge's own link type, as a panel would use
+/// one): watches the Room's availability, sends commands and collects their responses.
 #[derive(Clone)]
 struct ScriptLink {
-    client: AsyncClient,
-    connected: watch::Receiver<bool>,
+    link: MqttLink,
     availability: watch::Receiver<String>,
     responses: Arc<tokio::sync::Mutex<mpsc::Receiver<String>>>,
     cancel: CancellationToken,
@@ -534,40 +535,54 @@ struct ScriptLink {
 
 impl ScriptLink {
     fn start(host: &str, port: u16, settings: &Settings, topics: &ScriptTopics) -> ScriptLink {
-        let id = format!("{}-script", settings.mqtt.client_id);
-        let mut options = MqttOptions::new(id, host, port);
-        options.set_keep_alive(Duration::from_secs(15));
-        options.set_clean_session(true);
+        let mut options =
+            LinkOptions::new(host, port, format!("{}-script", settings.mqtt.client_id));
+        options.keepalive = Duration::from_secs(15);
+        options.clean_session = true;
+        options.reconnect_min = Duration::from_millis(50);
+        options.reconnect_max = Duration::from_secs(1);
         if let Some(user) = settings.mqtt.username.as_ref().filter(|u| !u.is_empty()) {
-            let password = settings
-                .mqtt
-                .password
-                .as_ref()
-                .map(|p| p.expose().to_owned())
-                .unwrap_or_default();
-            options.set_credentials(user, password);
+            let password = settings.mqtt.password.clone().unwrap_or_default();
+            options.credentials = Some((user.clone(), password));
         }
-        let (client, eventloop) = AsyncClient::new(options, 64);
-        let (connected_tx, connected) = watch::channel(false);
-        let (availability_tx, availability) = watch::channel(String::new());
-        let (responses_tx, responses) = mpsc::channel(16);
         let cancel = CancellationToken::new();
         let filters = vec![topics.availability.clone(), topics.response_call.clone()];
-        let task = tokio::spawn(script_poll(
-            eventloop,
-            client.clone(),
-            filters,
-            topics.clone(),
-            Observed {
-                connected: connected_tx,
-                availability: availability_tx,
-                responses: responses_tx,
-            },
-            cancel.clone(),
-        ));
+        let Started {
+            link,
+            mut inbound,
+            task,
+        } = MqttLink::start(options, filters, cancel.clone());
+        let (availability_tx, availability) = watch::channel(String::new());
+        let (responses_tx, responses) = mpsc::channel(16);
+        let watched = topics.clone();
+        let mut connection = link.connection();
+        let reader = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    message = inbound.recv() => {
+                        let Some(message) = message else { break };
+                        let payload = String::from_utf8_lossy(&message.payload).into_owned();
+                        if message.topic == watched.availability {
+                            availability_tx.send_replace(payload);
+                        } else if message.topic == watched.response_call {
+                            let _ = responses_tx.try_send(payload);
+                        }
+                    }
+                    changed = connection.changed() => {
+                        if changed.is_err() { break; }
+                        if !connection.borrow_and_update().connected {
+                            availability_tx.send_replace(String::new());
+                        }
+                    }
+                }
+            }
+        });
+        let task = tokio::spawn(async move {
+            let _ = task.await;
+            reader.abort();
+        });
         ScriptLink {
-            client,
-            connected,
+            link,
             availability,
             responses: Arc::new(tokio::sync::Mutex::new(responses)),
             cancel,
@@ -575,17 +590,19 @@ impl ScriptLink {
         }
     }
 
-    /// Waits for a CONNACK; `false` after `deadline` or as soon as `give_up` says so.
+    /// Waits for the broker connection; `false` after `deadline` or as soon as `give_up` says
+    /// so.
     async fn wait_connected(
         &self,
         deadline: tokio::time::Instant,
         give_up: impl Fn() -> bool,
     ) -> bool {
-        let mut connected = self.connected.clone();
+        let mut connection = self.link.connection();
         while tokio::time::Instant::now() < deadline && !give_up() {
             let step = tokio::time::Instant::now() + Duration::from_millis(100);
             if let Ok(Ok(_)) =
-                tokio::time::timeout_at(step.min(deadline), connected.wait_for(|c| *c)).await
+                tokio::time::timeout_at(step.min(deadline), connection.wait_for(|c| c.connected))
+                    .await
             {
                 return true;
             }
@@ -600,15 +617,16 @@ impl ScriptLink {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// Publishes `payload` on `topic` (QoS 1, not retained) and waits up to `timeout` for the
-    /// next response; `None` when none came.
+    /// Publishes `payload` on `topic` (not retained) and waits up to `timeout` for the next
+    /// response; `None` when none came.
     async fn command(&self, topic: &str, payload: &str, timeout: Duration) -> Option<String> {
         let mut responses = self.responses.lock().await;
         while responses.try_recv().is_ok() {}
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
-            .await
-            .ok()?;
+        if !self.link.is_connected() {
+            return None;
+        }
+        self.link
+            .publish(Publish::transient(topic, payload.as_bytes().to_vec()));
         tokio::time::timeout(timeout, responses.recv())
             .await
             .ok()
@@ -616,8 +634,8 @@ impl ScriptLink {
     }
 
     async fn stop(&self) {
-        let _ = self.client.try_disconnect();
         let task = self.task.lock().ok().and_then(|mut t| t.take());
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.link.disconnect()).await;
         if let Some(mut task) = task
             && tokio::time::timeout(Duration::from_millis(500), &mut task)
                 .await
@@ -625,68 +643,6 @@ impl ScriptLink {
         {
             self.cancel.cancel();
             let _ = task.await;
-        }
-    }
-}
-
-/// What the script's client reports.
-struct Observed {
-    connected: watch::Sender<bool>,
-    availability: watch::Sender<String>,
-    responses: mpsc::Sender<String>,
-}
-
-async fn script_poll(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
-    filters: Vec<String>,
-    topics: ScriptTopics,
-    observed: Observed,
-    cancel: CancellationToken,
-) {
-    let Observed {
-        connected,
-        availability,
-        responses,
-    } = observed;
-    let mut ever_connected = false;
-    loop {
-        let event = tokio::select! {
-            _ = cancel.cancelled() => return,
-            event = eventloop.poll() => event,
-        };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                ever_connected = true;
-                connected.send_replace(true);
-                for filter in &filters {
-                    let _ = client.try_subscribe(filter, QoS::AtLeastOnce);
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                let payload = String::from_utf8_lossy(&p.payload).into_owned();
-                if p.topic == topics.availability {
-                    availability.send_replace(payload);
-                } else if p.topic == topics.response_call {
-                    let _ = responses.try_send(payload);
-                }
-            }
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
-            Ok(_) => {}
-            Err(_) => {
-                connected.send_replace(false);
-                availability.send_replace(String::new());
-                // rumqttc retries at once on the next poll: pace it (quickly while starting).
-                let pause = if ever_connected {
-                    Duration::from_secs(1)
-                } else {
-                    Duration::from_millis(50)
-                };
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(pause) => {}
-                }
-            }
         }
     }
 }

@@ -44,7 +44,7 @@ pub fn report(bridge: &Bridge) -> (bool, Value) {
                 json!({ "state": "refused", "reason": format!("served by bridge instance '{by}'") }),
             ),
             None => {
-                let (name, reason) = describe(state);
+                let (name, reason) = (state.name(), state.reason());
                 (id.clone(), json!({ "state": name, "reason": reason }))
             }
         })
@@ -69,17 +69,6 @@ pub fn report(bridge: &Bridge) -> (bool, Value) {
         body["mqtt_error"] = json!(last);
     }
     (ready, body)
-}
-
-/// A link state's name and reason, as shown in reports.
-pub fn describe(state: &LinkState) -> (&'static str, Option<String>) {
-    match state {
-        LinkState::Online => ("online", None),
-        LinkState::Connecting => ("connecting", None),
-        LinkState::Offline { reason } => ("offline", Some(reason.clone())),
-        LinkState::AuthRefused { message } => ("auth_refused", Some(message.clone())),
-        LinkState::Stopped => ("stopped", None),
-    }
 }
 
 /// Serves the endpoints until `shutdown`.

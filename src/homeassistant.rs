@@ -13,20 +13,24 @@
 //! `<base>/<room>`, the plain per-field topics `<base>/<room>/<field>` (booleans `ON`/`OFF`) and the
 //! events `<base>/<room>/event/<eventName>`; they command through `<base>/<room>/set/<field>`.
 //!
+//! The entities of a field come from the field table (`crate::surface::fields`); this module
+//! renders them per platform and adds the Room's connectivity and its events (tables here).
 //! The set of config topics never depends on the Room state ([`entity_topics`]), but the select
 //! options (device lists) and the device block (`sw_version`, `configuration_url`) do: publish
-//! [`discovery_messages`] again when [`needs_republish`] says so.
+//! [`discovery_messages`] again when [`DiscoveryInputs`] change.
 
 use serde_json::{Map, Value, json};
 
-use crate::protocol::AppState;
-use crate::room::{PtzMove, RoomState};
+use crate::room::RoomState;
+use crate::surface::Topics;
+use crate::surface::fields::{self, Component, FIELDS, Field, HaEntity, Kind, Setter};
 
 /// Longest state Home Assistant accepts for an entity (characters).
 pub const MAX_STATE_CHARS: usize = 255;
 
-/// Most participants put in the participant sensor's attributes (keeps the recorder happy).
-pub const MAX_PARTICIPANT_ATTRIBUTES: usize = 50;
+/// Most items of a list put in an entity's attributes, e.g. participants (keeps the recorder
+/// happy).
+pub const MAX_LIST_ATTRIBUTE: usize = 50;
 
 /// Longest chat message text carried in a chat event's attributes (characters).
 pub const MAX_CHAT_CHARS: usize = 1024;
@@ -91,55 +95,10 @@ pub fn node_id(ctx: &DiscoveryContext) -> String {
     format!("{ORIGIN_NAME}_{}", id_part(ctx.room_id))
 }
 
-/// Topics of one Room, as the bridge publishes them.
-struct RoomTopics {
-    bridge_state: String,
-    availability: String,
-    state: String,
-    room: String,
-}
-
-impl RoomTopics {
-    /// `bridge_state`: the serving bridge's state topic; `None` is the single-bridge
-    /// `<base>/bridge/state`.
-    fn new(ctx: &DiscoveryContext, bridge_state: Option<&str>) -> RoomTopics {
-        let room = format!("{}/{}", ctx.base_topic, ctx.room_id);
-        RoomTopics {
-            bridge_state: bridge_state
-                .map_or_else(|| format!("{}/bridge/state", ctx.base_topic), str::to_owned),
-            availability: format!("{room}/availability"),
-            state: room.clone(),
-            room,
-        }
-    }
-
-    fn field(&self, field: &str) -> String {
-        format!("{}/{field}", self.room)
-    }
-
-    fn set(&self, field: &str) -> String {
-        format!("{}/set/{field}", self.room)
-    }
-
-    fn event(&self, event: &str) -> String {
-        format!("{}/event/{event}", self.room)
-    }
-}
-
-/// An event entity: event type (also its object id), name, icon, the Room event it listens to,
-/// and its attributes as `(name, Jinja expression)` pairs.
-struct EventSpec(
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    Vec<(&'static str, String)>,
-);
-
 /// An entity before the shared keys (device, origin, availability, unique_id) are added.
 struct Entity {
     component: &'static str,
-    object: String,
+    object: &'static str,
     config: Map<String, Value>,
     /// Uses its own availability instead of bridge + Room availability.
     own_availability: bool,
@@ -149,15 +108,6 @@ fn obj(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => unreachable!("entity configs are JSON objects"),
-    }
-}
-
-fn entity(component: &'static str, object: &str, config: Value) -> Entity {
-    Entity {
-        component,
-        object: object.to_owned(),
-        config: obj(config),
-        own_availability: false,
     }
 }
 
@@ -193,14 +143,128 @@ fn json_text_template(key: &str) -> String {
     format!("{{{{ ({})[:{MAX_STATE_CHARS}] }}}}", jv(key, "''"))
 }
 
-/// A template building an event entity's JSON: `event_type` plus attributes read from the Room's
-/// event JSON (`(attribute, expression)` pairs).
-fn event_template(event_type: &str, attrs: &[(&str, String)]) -> String {
-    let mut parts = vec![format!("'event_type': {}", jinja_str(event_type))];
-    for (name, expr) in attrs {
-        parts.push(format!("{}: {expr}", jinja_str(name)));
-    }
+/// `{{ {'a': expr, …} | tojson }}`: a JSON object built from `(name, expression)` pairs.
+fn object_template(pairs: &[(&str, String)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .map(|(name, expr)| format!("{}: {expr}", jinja_str(name)))
+        .collect();
     format!("{{{{ {{{}}} | tojson }}}}", parts.join(", "))
+}
+
+/// A member of the JSON state as an attribute expression: lists bounded, text as is.
+fn attribute_expression(member: &str) -> String {
+    match fields::field(member).map(|f| f.kind) {
+        Some(Kind::List) => format!("({})[:{MAX_LIST_ATTRIBUTE}]", jv(member, "[]")),
+        _ => jv(member, "''"),
+    }
+}
+
+/// An event entity: event type (also its object id), name, icon, the Room event it listens to
+/// and its attributes, each read from a member of the Room's event JSON.
+struct EventEntity {
+    event_type: &'static str,
+    name: &'static str,
+    icon: &'static str,
+    room_event: &'static str,
+    attributes: &'static [EventAttribute],
+}
+
+/// `(attribute, member of the event JSON, default, longest text kept)`.
+struct EventAttribute(&'static str, &'static str, &'static str, Option<usize>);
+
+const PEER_ID: EventAttribute = EventAttribute("peer_id", "peerId", "''", None);
+const PEER_DN: EventAttribute = EventAttribute("peer_dn", "peerDn", "''", None);
+const CONF_ID: EventAttribute = EventAttribute("conf_id", "confId", "''", None);
+
+/// The Room events shown as Home Assistant event entities.
+const EVENTS: &[EventEntity] = &[
+    EventEntity {
+        event_type: "incoming_call",
+        name: "Incoming call",
+        icon: "mdi:phone-incoming",
+        room_event: "inviteReceived",
+        attributes: &[
+            PEER_ID,
+            PEER_DN,
+            CONF_ID,
+            EventAttribute("conf_title", "confTitle", "''", None),
+            EventAttribute("invite_type", "type", "0", None),
+        ],
+    },
+    EventEntity {
+        event_type: "call_cancelled",
+        name: "Call cancelled",
+        icon: "mdi:phone-missed",
+        room_event: "stopCalling",
+        attributes: &[PEER_ID],
+    },
+    EventEntity {
+        event_type: "call_rejected",
+        name: "Call rejected",
+        icon: "mdi:phone-cancel",
+        room_event: "rejectReceived",
+        attributes: &[
+            PEER_ID,
+            PEER_DN,
+            EventAttribute("cause", "cause", "-1", None),
+        ],
+    },
+    EventEntity {
+        event_type: "chat_message",
+        name: "Chat message",
+        icon: "mdi:message-text",
+        room_event: "incomingChatMessage",
+        attributes: &[
+            PEER_ID,
+            PEER_DN,
+            EventAttribute("message", "message", "''", Some(MAX_CHAT_CHARS)),
+            EventAttribute("time", "time", "''", None),
+            CONF_ID,
+        ],
+    },
+    EventEntity {
+        event_type: "participant_joined",
+        name: "Participant joined",
+        icon: "mdi:account-plus",
+        room_event: "newParticipantInConference",
+        attributes: &[PEER_ID, PEER_DN],
+    },
+    EventEntity {
+        event_type: "participant_left",
+        name: "Participant left",
+        icon: "mdi:account-minus",
+        room_event: "participantLeftConference",
+        attributes: &[PEER_ID],
+    },
+];
+
+impl EventEntity {
+    fn entity(&self, room: &str, t: &Topics) -> Entity {
+        let mut pairs = vec![("event_type", jinja_str(self.event_type))];
+        for EventAttribute(name, member, default, max) in self.attributes {
+            let expr = jv(member, default);
+            pairs.push((
+                name,
+                match max {
+                    Some(max) => format!("({expr})[:{max}]"),
+                    None => expr,
+                },
+            ));
+        }
+        Entity {
+            component: "event",
+            object: self.event_type,
+            config: obj(json!({
+                "name": self.name,
+                "icon": self.icon,
+                "state_topic": t.event(room, self.room_event),
+                "event_types": [self.event_type],
+                "value_template": object_template(&pairs),
+            })),
+            own_availability: false,
+        }
+    }
 }
 
 /// Select options: the device names (unique, in Room order, each representable as an HA state),
@@ -271,364 +335,179 @@ fn origin_block(ctx: &DiscoveryContext) -> Value {
     Value::Object(origin)
 }
 
-/// Every entity of a Room. The list of (component, object) pairs never depends on `state`.
-fn entities(ctx: &DiscoveryContext, state: &RoomState, bridge_state: Option<&str>) -> Vec<Entity> {
-    let t = RoomTopics::new(ctx, bridge_state);
-    let mut out = Vec::new();
+/// The entity `e` of `field`.
+fn field_entity(room: &str, t: &Topics, field: &Field, e: &HaEntity, state: &RoomState) -> Entity {
+    let mut config = obj(json!({ "name": e.name }));
+    if !e.icon.is_empty() {
+        config.insert("icon".into(), json!(e.icon));
+    }
+    if let Some(category) = e.category {
+        config.insert("entity_category".into(), json!(category));
+    }
+    if let Some(device_class) = e.device_class {
+        config.insert("device_class".into(), json!(device_class));
+    }
+    let plain_topic = t.field(room, field.name);
+    let command_topic = t.set_field(room, field.name);
+    let mut set = |key: &str, value: Value| {
+        config.insert(key.to_owned(), value);
+    };
+    match &e.component {
+        Component::Sensor {
+            options,
+            measurement,
+            prefer,
+            attributes,
+        } => {
+            if let Some(options) = options {
+                let options = options();
+                let list: Vec<String> = options.iter().map(|o| jinja_str(o)).collect();
+                set("device_class", json!("enum"));
+                set("options", json!(options));
+                set("state_topic", json!(plain_topic));
+                // An unknown or empty value makes the sensor "unknown", not an invalid option.
+                let template = format!(
+                    "{{{{ value if value in [{}] else 'None' }}}}",
+                    list.join(", ")
+                );
+                set("value_template", json!(template));
+            } else if let Some(prefer) = prefer {
+                set("state_topic", json!(t.room(room)));
+                let template = format!(
+                    "{{{{ (({}) or ({}))[:{MAX_STATE_CHARS}] }}}}",
+                    jv(prefer, "''"),
+                    jv(field.name, "''")
+                );
+                set("value_template", json!(template));
+            } else if !field.plain {
+                set("state_topic", json!(t.room(room)));
+                set("value_template", json!(json_text_template(field.name)));
+            } else {
+                set("state_topic", json!(plain_topic));
+                if field.kind == Kind::Text {
+                    set("value_template", json!(plain_text_template()));
+                }
+            }
+            if *measurement {
+                set("state_class", json!("measurement"));
+            }
+            if !attributes.is_empty() {
+                let pairs: Vec<(&str, String)> = attributes
+                    .iter()
+                    .map(|member| (*member, attribute_expression(member)))
+                    .collect();
+                set("json_attributes_topic", json!(t.room(room)));
+                set("json_attributes_template", json!(object_template(&pairs)));
+            }
+        }
+        Component::BinarySensor => {
+            set("state_topic", json!(plain_topic));
+            set("payload_on", json!("ON"));
+            set("payload_off", json!("OFF"));
+        }
+        Component::Switch => {
+            set("state_topic", json!(plain_topic));
+            set("command_topic", json!(command_topic));
+            set("payload_on", json!("ON"));
+            set("payload_off", json!("OFF"));
+            set("state_on", json!("ON"));
+            set("state_off", json!("OFF"));
+        }
+        Component::Select => {
+            let devices = match field.set {
+                Some(Setter::Device { list, .. }) => list(state),
+                _ => &[],
+            };
+            set("state_topic", json!(plain_topic));
+            set("command_topic", json!(command_topic));
+            set("options", json!(device_options(devices)));
+            // Nothing selected ("") reads as no current option.
+            set("value_template", json!("{{ value if value else 'None' }}"));
+        }
+        Component::Text => {
+            set("command_topic", json!(command_topic));
+            set("min", json!(1));
+            set("max", json!(MAX_STATE_CHARS));
+            set("mode", json!("text"));
+        }
+        Component::Button { payload } => {
+            set("command_topic", json!(command_topic));
+            set("payload_press", json!(payload));
+        }
+    }
+    Entity {
+        component: e.component.platform(),
+        object: e.object,
+        config,
+        own_availability: false,
+    }
+}
 
-    // --- sensors -------------------------------------------------------------------------------
-    let app_states: Vec<&str> = AppState::ALL.iter().map(|s| s.as_str()).collect();
-    let app_state_list = app_states
-        .iter()
-        .map(|s| jinja_str(s))
-        .collect::<Vec<_>>()
-        .join(", ");
-    out.push(entity(
-        "sensor",
-        "app_state",
-        json!({
-            "name": "State",
-            "icon": "mdi:video-account",
-            "device_class": "enum",
-            "options": app_states,
-            "state_topic": t.field("app_state"),
-            // An unknown or empty value makes the sensor "unknown" instead of an invalid option.
-            "value_template": format!("{{{{ value if value in [{app_state_list}] else 'None' }}}}"),
-        }),
-    ));
-    out.push(entity(
-        "sensor",
-        "conference_title",
-        json!({
-            "name": "Conference",
-            "icon": "mdi:account-group",
-            "state_topic": t.field("conference_title"),
-            "value_template": plain_text_template(),
-        }),
-    ));
-    out.push(entity(
-        "sensor",
-        "participant_count",
-        json!({
-            "name": "Participants",
-            "icon": "mdi:account-multiple",
-            "state_class": "measurement",
-            "state_topic": t.field("participant_count"),
-            "json_attributes_topic": t.state,
-            "json_attributes_template": format!(
-                "{{{{ {{'participants': ({})[:{MAX_PARTICIPANT_ATTRIBUTES}]}} | tojson }}}}",
-                jv("participants", "[]")
-            ),
-        }),
-    ));
-    out.push(entity(
-        "sensor",
-        "caller",
-        json!({
-            "name": "Caller",
-            "icon": "mdi:phone-incoming",
-            "state_topic": t.state,
-            "value_template": format!(
-                "{{{{ (({}) or ({}))[:{MAX_STATE_CHARS}] }}}}",
-                jv("caller_name", "''"),
-                jv("caller", "''")
-            ),
-            "json_attributes_topic": t.state,
-            "json_attributes_template": format!(
-                "{{{{ {{'caller': {}, 'caller_name': {}}} | tojson }}}}",
-                jv("caller", "''"),
-                jv("caller_name", "''")
-            ),
-        }),
-    ));
-    out.push(entity(
-        "sensor",
-        "user",
-        json!({
-            "name": "Logged-in user",
-            "icon": "mdi:account",
-            "entity_category": "diagnostic",
-            "state_topic": t.field("user"),
-            "value_template": plain_text_template(),
-            "json_attributes_topic": t.state,
-            "json_attributes_template": format!(
-                "{{{{ {{'user_name': {}}} | tojson }}}}",
-                jv("user_name", "''")
-            ),
-        }),
-    ));
-    out.push(entity(
-        "sensor",
-        "server",
-        json!({
-            "name": "Server",
-            "icon": "mdi:server-network",
-            "entity_category": "diagnostic",
-            "state_topic": t.state,
-            "value_template": json_text_template("server"),
-        }),
-    ));
-    out.push(entity(
-        "sensor",
-        "last_reject",
-        json!({
-            "name": "Last rejected call",
-            "icon": "mdi:phone-cancel",
-            "entity_category": "diagnostic",
-            "state_topic": t.state,
-            "value_template": json_text_template("last_reject"),
-        }),
-    ));
-
-    // --- binary sensors ------------------------------------------------------------------------
-    out.push(entity(
-        "binary_sensor",
-        "in_call",
-        json!({
-            "name": "In call",
-            "device_class": "occupancy",
-            "icon": "mdi:phone-in-talk",
-            "state_topic": t.field("in_call"),
-            "payload_on": "ON",
-            "payload_off": "OFF",
-        }),
-    ));
-    out.push(entity(
-        "binary_sensor",
-        "ringing",
-        json!({
-            "name": "Ringing",
-            "icon": "mdi:phone-ring",
-            "state_topic": t.field("ringing"),
-            "payload_on": "ON",
-            "payload_off": "OFF",
-        }),
-    ));
-    let mut connected = entity(
-        "binary_sensor",
-        "room_connected",
-        json!({
+/// `room_connected`: the Room's availability itself, so it follows the bridge only.
+fn room_connected(room: &str, t: &Topics, bridge_state: &str) -> Entity {
+    Entity {
+        component: "binary_sensor",
+        object: "room_connected",
+        config: obj(json!({
             "name": "Room connected",
             "device_class": "connectivity",
             "entity_category": "diagnostic",
-            "state_topic": t.availability,
+            "state_topic": t.availability(room),
             "payload_on": "online",
             "payload_off": "offline",
-            // Only the bridge's availability: this entity shows the Room being offline.
-            "availability": [{ "topic": t.bridge_state }],
-        }),
-    );
-    connected.own_availability = true;
-    out.push(connected);
-    out.push(entity(
-        "binary_sensor",
-        "server_connected",
-        json!({
-            "name": "Server connected",
-            "device_class": "connectivity",
-            "entity_category": "diagnostic",
-            "state_topic": t.field("server_connected"),
-            "payload_on": "ON",
-            "payload_off": "OFF",
-        }),
-    ));
-    out.push(entity(
-        "binary_sensor",
-        "logged_in",
-        json!({
-            "name": "Logged in",
-            "icon": "mdi:account-check",
-            "entity_category": "diagnostic",
-            "state_topic": t.field("logged_in"),
-            "payload_on": "ON",
-            "payload_off": "OFF",
-        }),
-    ));
-
-    // --- switches ------------------------------------------------------------------------------
-    for (field, name, icon) in [
-        ("mic_muted", "Microphone mute", "mdi:microphone-off"),
-        ("camera_muted", "Camera mute", "mdi:video-off"),
-        ("speaker_muted", "Speaker mute", "mdi:volume-off"),
-    ] {
-        out.push(entity(
-            "switch",
-            field,
-            json!({
-                "name": name,
-                "icon": icon,
-                "state_topic": t.field(field),
-                "command_topic": t.set(field),
-                "payload_on": "ON",
-                "payload_off": "OFF",
-                "state_on": "ON",
-                "state_off": "OFF",
-            }),
-        ));
+            "availability": [{ "topic": bridge_state }],
+        })),
+        own_availability: true,
     }
+}
 
-    // --- selects -------------------------------------------------------------------------------
-    for (field, name, icon, devices) in [
-        ("camera", "Camera", "mdi:webcam", &state.cameras),
-        (
-            "microphone",
-            "Microphone",
-            "mdi:microphone",
-            &state.microphones,
-        ),
-        ("speaker", "Speaker", "mdi:speaker", &state.speakers),
-    ] {
-        out.push(entity(
-            "select",
-            field,
-            json!({
-                "name": name,
-                "icon": icon,
-                "entity_category": "config",
-                "state_topic": t.field(field),
-                "command_topic": t.set(field),
-                "options": device_options(devices),
-                // Nothing selected ("") reads as no current option.
-                "value_template": "{{ value if value else 'None' }}",
-            }),
-        ));
-    }
-
-    // --- buttons -------------------------------------------------------------------------------
-    for (object, name, icon, payload) in [
-        ("accept", "Accept call", "mdi:phone-check", "accept"),
-        ("reject", "Reject call", "mdi:phone-cancel", "reject"),
-        ("hangup", "Hang up", "mdi:phone-hangup", "hangup"),
-    ] {
-        out.push(entity(
-            "button",
-            object,
-            json!({
-                "name": name,
-                "icon": icon,
-                "command_topic": t.set("call"),
-                "payload_press": payload,
-            }),
-        ));
-    }
-    for movement in PtzMove::ALL {
-        let word = movement.as_str();
-        let (name, icon) = match movement {
-            PtzMove::Left => ("PTZ left", "mdi:arrow-left-bold"),
-            PtzMove::Right => ("PTZ right", "mdi:arrow-right-bold"),
-            PtzMove::Up => ("PTZ up", "mdi:arrow-up-bold"),
-            PtzMove::Down => ("PTZ down", "mdi:arrow-down-bold"),
-            PtzMove::ZoomIn => ("PTZ zoom in", "mdi:magnify-plus"),
-            PtzMove::ZoomOut => ("PTZ zoom out", "mdi:magnify-minus"),
-            PtzMove::Stop => ("PTZ stop", "mdi:stop"),
-        };
-        out.push(entity(
-            "button",
-            &format!("ptz_{word}"),
-            json!({
-                "name": name,
-                "icon": icon,
-                "command_topic": t.set("ptz"),
-                "payload_press": word,
-            }),
-        ));
-    }
-
-    // --- text ----------------------------------------------------------------------------------
-    out.push(entity(
-        "text",
-        "call",
-        json!({
-            "name": "Call",
-            "icon": "mdi:phone-dial",
-            "command_topic": t.set("call"),
-            "min": 1,
-            "max": MAX_STATE_CHARS,
-            "mode": "text",
-        }),
-    ));
-
-    // --- events --------------------------------------------------------------------------------
-    let peer_id = || jv("peerId", "''");
-    let peer_dn = || jv("peerDn", "''");
-    let events: [EventSpec; 6] = [
-        EventSpec(
-            "incoming_call",
-            "Incoming call",
-            "mdi:phone-incoming",
-            "inviteReceived",
-            vec![
-                ("peer_id", peer_id()),
-                ("peer_dn", peer_dn()),
-                ("conf_id", jv("confId", "''")),
-                ("conf_title", jv("confTitle", "''")),
-                ("invite_type", jv("type", "0")),
-            ],
-        ),
-        EventSpec(
-            "call_cancelled",
-            "Call cancelled",
-            "mdi:phone-missed",
-            "stopCalling",
-            vec![("peer_id", peer_id())],
-        ),
-        EventSpec(
-            "call_rejected",
-            "Call rejected",
-            "mdi:phone-cancel",
-            "rejectReceived",
-            vec![
-                ("peer_id", peer_id()),
-                ("peer_dn", peer_dn()),
-                ("cause", jv("cause", "-1")),
-            ],
-        ),
-        EventSpec(
-            "chat_message",
-            "Chat message",
-            "mdi:message-text",
-            "incomingChatMessage",
-            vec![
-                ("peer_id", peer_id()),
-                ("peer_dn", peer_dn()),
-                (
-                    "message",
-                    format!("({})[:{MAX_CHAT_CHARS}]", jv("message", "''")),
-                ),
-                ("time", jv("time", "''")),
-                ("conf_id", jv("confId", "''")),
-            ],
-        ),
-        EventSpec(
-            "participant_joined",
-            "Participant joined",
-            "mdi:account-plus",
-            "newParticipantInConference",
-            vec![("peer_id", peer_id()), ("peer_dn", peer_dn())],
-        ),
-        EventSpec(
-            "participant_left",
-            "Participant left",
-            "mdi:account-minus",
-            "participantLeftConference",
-            vec![("peer_id", peer_id())],
-        ),
-    ];
-    for EventSpec(event_type, name, icon, room_event, attrs) in events {
-        out.push(entity(
-            "event",
-            event_type,
-            json!({
-                "name": name,
-                "icon": icon,
-                "state_topic": t.event(room_event),
-                "event_types": [event_type],
-                "value_template": event_template(event_type, &attrs),
-            }),
-        ));
-    }
-
+/// Every entity of a Room: one or more per field of the field table, the Room's connectivity,
+/// and its events. The list of (component, object) pairs never depends on `state`.
+fn entities(
+    ctx: &DiscoveryContext,
+    state: &RoomState,
+    t: &Topics,
+    bridge_state: &str,
+) -> Vec<Entity> {
+    let room = ctx.room_id;
+    let mut out: Vec<Entity> = FIELDS
+        .iter()
+        .flat_map(|field| field.ha.iter().map(move |e| (field, e)))
+        .map(|(field, e)| field_entity(room, t, field, e, state))
+        .collect();
+    out.push(room_connected(room, t, bridge_state));
+    out.extend(EVENTS.iter().map(|e| e.entity(room, t)));
     out
+}
+
+/// What discovery reads from the Room state: the Room version and web port (device block) and
+/// the device lists (select options). Discovery is published again only when these change,
+/// not on every state change.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct DiscoveryInputs {
+    version: Option<String>,
+    http_port: Option<u16>,
+    devices: Vec<Vec<String>>,
+}
+
+impl DiscoveryInputs {
+    /// The inputs in `state`.
+    pub fn of(state: &RoomState) -> DiscoveryInputs {
+        let devices = FIELDS
+            .iter()
+            .filter_map(|f| match f.set {
+                Some(Setter::Device { list, .. }) => {
+                    Some(list(state).iter().map(|d| d.name.clone()).collect())
+                }
+                _ => None,
+            })
+            .collect();
+        DiscoveryInputs {
+            version: state.version.clone(),
+            http_port: state.http_port,
+            devices,
+        }
+    }
 }
 
 fn config_topic(ctx: &DiscoveryContext, component: &str, object: &str) -> String {
@@ -654,18 +533,19 @@ pub fn discovery_messages_via(
     state: &RoomState,
     bridge_state: Option<&str>,
 ) -> Vec<DiscoveryMessage> {
-    let t = RoomTopics::new(ctx, bridge_state);
+    let t = Topics::new(ctx.base_topic);
+    let bridge_state = bridge_state.map_or_else(|| t.bridge_state(), str::to_owned);
     let node = node_id(ctx);
     let device = device_block(ctx, state);
     let origin = origin_block(ctx);
-    let availability = json!([{ "topic": t.bridge_state }, { "topic": t.availability }]);
-    entities(ctx, state, bridge_state)
+    let availability = json!([{ "topic": bridge_state }, { "topic": t.availability(ctx.room_id) }]);
+    entities(ctx, state, &t, &bridge_state)
         .into_iter()
         .map(|e| {
             let mut config = e.config;
             config.insert(
                 "unique_id".into(),
-                json!(format!("{node}_{}", id_part(&e.object))),
+                json!(format!("{node}_{}", id_part(e.object))),
             );
             config.insert("device".into(), device.clone());
             config.insert("origin".into(), origin.clone());
@@ -674,7 +554,7 @@ pub fn discovery_messages_via(
                 config.insert("availability_mode".into(), json!("all"));
             }
             DiscoveryMessage {
-                topic: config_topic(ctx, e.component, &e.object),
+                topic: config_topic(ctx, e.component, e.object),
                 payload: Value::Object(config).to_string(),
             }
         })
@@ -683,9 +563,10 @@ pub fn discovery_messages_via(
 
 /// Every config topic this module can publish for the Room (independent of the Room state).
 pub fn entity_topics(ctx: &DiscoveryContext) -> Vec<String> {
-    entities(ctx, &RoomState::default(), None)
+    let t = Topics::new(ctx.base_topic);
+    entities(ctx, &RoomState::default(), &t, &t.bridge_state())
         .iter()
-        .map(|e| config_topic(ctx, e.component, &e.object))
+        .map(|e| config_topic(ctx, e.component, e.object))
         .collect()
 }
 
@@ -699,12 +580,6 @@ pub fn removal_messages(ctx: &DiscoveryContext) -> Vec<DiscoveryMessage> {
             payload: String::new(),
         })
         .collect()
-}
-
-/// Whether the discovery payloads for `new` differ from those for `old` (device lists, Room
-/// version or web port changed), i.e. whether discovery must be published again.
-pub fn needs_republish(ctx: &DiscoveryContext, old: &RoomState, new: &RoomState) -> bool {
-    discovery_messages(ctx, old) != discovery_messages(ctx, new)
 }
 
 #[cfg(test)]
@@ -733,7 +608,7 @@ mod tests {
 
     fn full_state() -> RoomState {
         RoomState {
-            app_state: Some(AppState::Normal),
+            app_state: Some(crate::protocol::AppState::Normal),
             cameras: vec![dev("Logitech Rally"), dev("Integrated Camera")],
             microphones: vec![dev("Rally Mic Pod")],
             speakers: vec![dev("Rally Speaker"), dev("HDMI")],
@@ -1015,11 +890,21 @@ mod tests {
     fn republish_detection() {
         let a = full_state();
         let mut b = a.clone();
-        assert!(!needs_republish(&ctx(), &a, &b));
+        assert_eq!(DiscoveryInputs::of(&a), DiscoveryInputs::of(&b));
         b.mic_muted = Some(true);
-        assert!(!needs_republish(&ctx(), &a, &b));
+        b.app_state = Some(crate::protocol::AppState::Conference);
+        assert_eq!(DiscoveryInputs::of(&a), DiscoveryInputs::of(&b));
+        // Equal inputs, equal discovery: the inputs cover everything discovery reads.
+        assert_eq!(
+            discovery_messages(&ctx(), &a),
+            discovery_messages(&ctx(), &b)
+        );
         b.cameras.push(dev("New cam"));
-        assert!(needs_republish(&ctx(), &a, &b));
+        assert_ne!(DiscoveryInputs::of(&a), DiscoveryInputs::of(&b));
+        assert_ne!(
+            discovery_messages(&ctx(), &a),
+            discovery_messages(&ctx(), &b)
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@ use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::Bridge;
-use crate::health::describe;
 
 /// Tells systemd the daemon is up.
 pub fn ready() {
@@ -34,7 +33,7 @@ pub fn status_line(bridge: &Bridge) -> String {
     let online = links.values().filter(|l| l.is_online()).count();
     let rooms: Vec<String> = links
         .iter()
-        .map(|(id, state)| format!("{id}: {}", describe(state).0))
+        .map(|(id, state)| format!("{id}: {}", state.name()))
         .collect();
     format!(
         "mqtt {mqtt}; rooms online {online}/{}; {}",

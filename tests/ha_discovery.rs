@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
-use trueconf2mqtt::bridge::publish::{plain_fields, state_document};
 use trueconf2mqtt::homeassistant::{
     DiscoveryContext, DiscoveryMessage, discovery_messages, removal_messages,
 };
 use trueconf2mqtt::protocol::{AppState, Device, Participant};
 use trueconf2mqtt::room::{Caller, Conference, PtzMove, RoomState};
+use trueconf2mqtt::surface::{plain_fields, state_document};
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

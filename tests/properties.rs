@@ -12,15 +12,14 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Map, Number, Value, json};
 use trueconf2mqtt::backoff::Backoff;
-use trueconf2mqtt::bridge::command::{
-    CommandKind, SETTABLE_FIELDS, field_action, parse_request, parse_set, plan,
-};
+use trueconf2mqtt::bridge::command::{CommandKind, field_action, parse_request, parse_set, plan};
 use trueconf2mqtt::homeassistant::{DiscoveryContext, discovery_messages};
-use trueconf2mqtt::mqtt::{CommandTopic, Topics, sanitize_level};
 use trueconf2mqtt::protocol::{
     AppState, Device, Event, EventKind, Incoming, catalog, parse_incoming,
 };
 use trueconf2mqtt::room::RoomState;
+use trueconf2mqtt::surface::fields::settable_fields;
+use trueconf2mqtt::surface::{CommandTopic, RoomCommand, Topics, sanitize_level};
 
 /// `PROPTEST_CASES` (default 256) divided by `divisor`, for the more expensive properties;
 /// failures are saved in `proptest-regressions/properties.txt` (run from the package root, as
@@ -78,7 +77,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 /// Object keys: settable fields, catalog parameter names, `transaction`, or anything.
 fn json_key() -> impl Strategy<Value = String> {
-    let mut known: Vec<&'static str> = SETTABLE_FIELDS.to_vec();
+    let mut known: Vec<&'static str> = settable_fields().collect();
     known.extend([
         "transaction",
         "mute",
@@ -176,11 +175,11 @@ proptest! {
         let topic = t.set_field(&room, &field);
         prop_assert_eq!(
             t.parse_command(&topic),
-            Some(CommandTopic::SetField { room: room.clone(), field: field.clone() })
+            Some(CommandTopic::Room { room: room.clone(), command: RoomCommand::SetField(field.clone()) })
         );
         prop_assert!(t.command_filters().iter().any(|f| rumqttc::matches(&topic, f)));
         let set = format!("{}/set", t.room(&room));
-        prop_assert_eq!(t.parse_command(&set), Some(CommandTopic::Set { room }));
+        prop_assert_eq!(t.parse_command(&set), Some(CommandTopic::Room { room, command: RoomCommand::Set }));
     }
 
     #[test]
@@ -191,9 +190,9 @@ proptest! {
             .or_else(|| t.parse_command(&format!("trueconf/{topic}")));
         let parts = match parsed {
             None => vec![],
-            Some(CommandTopic::Set { room }) => vec![room],
-            Some(CommandTopic::SetField { room, field }) => vec![room, field],
-            Some(CommandTopic::Request { room, method }) => vec![room, method],
+            Some(CommandTopic::Room { room, command: RoomCommand::Set }) => vec![room],
+            Some(CommandTopic::Room { room, command: RoomCommand::SetField(field) }) => vec![room, field],
+            Some(CommandTopic::Room { room, command: RoomCommand::Request(method) }) => vec![room, method],
             Some(CommandTopic::Bridge { name }) => vec![name],
         };
         for part in parts {
@@ -278,11 +277,11 @@ proptest! {
                 Ok(command) => {
                     for state in [RoomState::default(), busy_state()] {
                         if let Err(error) = plan(&command.kind, &state, &deny) {
-                            prop_assert!(!error.is_empty());
+                            prop_assert!(!error.to_string().is_empty());
                         }
                     }
                 }
-                Err((error, _)) => prop_assert!(!error.is_empty()),
+                Err((error, _)) => prop_assert!(!error.to_string().is_empty()),
             }
         }
     }
@@ -310,7 +309,7 @@ proptest! {
             }
             Err((error, _)) => {
                 prop_assert!(!has_fields);
-                prop_assert!(!error.is_empty());
+                prop_assert!(!error.to_string().is_empty());
             }
         }
         let request = parse_request(&method, &payload);
@@ -327,7 +326,7 @@ proptest! {
                             prop_assert!(!spec.dangerous);
                         }
                     }
-                    Err(error) => prop_assert!(!error.is_empty()),
+                    Err(error) => prop_assert!(!error.to_string().is_empty()),
                 }
             }
         }
@@ -336,13 +335,13 @@ proptest! {
     #[test]
     fn field_actions_are_total(value in nasty_text(), cameras in devices()) {
         let with_devices = RoomState { cameras, ..busy_state() };
-        for field in SETTABLE_FIELDS {
+        for field in settable_fields() {
             for state in [&RoomState::default(), &with_devices] {
                 match field_action(field, &value, state) {
                     Ok(action) => {
                         prop_assert!(catalog().validate(&action.method, &action.params).is_ok());
                     }
-                    Err(error) => prop_assert!(!error.is_empty()),
+                    Err(error) => prop_assert!(!error.to_string().is_empty()),
                 }
             }
         }

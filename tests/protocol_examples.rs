@@ -106,3 +106,28 @@ fn the_method_reference_is_generated_from_the_table() {
         "docs/METHODS.md is out of date: run `cargo run -- catalog --markdown > docs/METHODS.md`"
     );
 }
+
+#[test]
+fn the_readme_field_tables_are_generated_from_the_field_table() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = fs::read_to_string(&path).expect("README.md");
+    let (begin, end) = ("-->\n", "<!-- /fields -->");
+    let start = readme
+        .find("<!-- fields:")
+        .and_then(|i| readme[i..].find(begin).map(|j| i + j + begin.len()))
+        .expect("README.md has a <!-- fields: --> block");
+    let stop = start
+        + readme[start..]
+            .find(end)
+            .expect("<!-- /fields --> after it");
+    let generated = trueconf2mqtt::surface::fields::markdown();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        let updated = format!("{}{generated}{}", &readme[..start], &readme[stop..]);
+        fs::write(&path, updated).expect("write README.md");
+        return;
+    }
+    assert!(
+        readme[start..stop] == generated,
+        "README.md's field tables are out of date: run `UPDATE_DOCS=1 cargo test --test protocol_examples readme`"
+    );
+}

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
 use trueconf2mqtt::config::{Settings, explain};
-use trueconf2mqtt::mqtt::Topics;
+use trueconf2mqtt::surface::Topics;
 
 const MARKER: &str = "Zq7Secret";
 

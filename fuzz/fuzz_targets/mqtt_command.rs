@@ -18,9 +18,10 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 use trueconf2mqtt::bridge::command::{
-    Command, CommandKind, SETTABLE_FIELDS, field_action, parse_request, parse_set, plan, response,
+    CommandKind, field_action, parse_request, parse_set, parse_set_field, plan, response,
 };
-use trueconf2mqtt::mqtt::{CommandTopic, Topics};
+use trueconf2mqtt::surface::fields::settable_fields;
+use trueconf2mqtt::surface::{CommandTopic, RoomCommand, Topics};
 use trueconf2mqtt::protocol::{Device, catalog};
 use trueconf2mqtt::room::RoomState;
 
@@ -79,7 +80,7 @@ fn check_plan(kind: &CommandKind, transaction: Option<Value>) {
                     Ok(json!({}))
                 }
                 Err(error) => {
-                    assert!(!error.is_empty(), "empty planning error for {kind:?}");
+                    assert!(!error.to_string().is_empty(), "empty planning error for {kind:?}");
                     Err(error)
                 }
             };
@@ -100,39 +101,36 @@ fuzz_target!(|data: &[u8]| {
     let Some(target) = topics.parse_command(topic) else {
         return;
     };
-    let reply_topic = match &target {
-        CommandTopic::Bridge { name } => topics.bridge_response(name),
-        CommandTopic::Set { room } => topics.response(room, "set"),
-        CommandTopic::SetField { room, field } => topics.response(room, field),
-        CommandTopic::Request { room, method } => topics.response(room, method),
+    let reply_topic = match target.room() {
+        None => topics.bridge_response(target.name()),
+        Some(room) => topics.response(room, target.name()),
     };
     assert!(rumqttc::valid_topic(&reply_topic), "{reply_topic}");
 
     let Ok(payload) = std::str::from_utf8(payload) else {
         return;
     };
-    let parsed = match &target {
-        CommandTopic::Set { .. } => parse_set(payload),
-        CommandTopic::SetField { field, .. } => {
+    let CommandTopic::Room { command, .. } = &target else {
+        return;
+    };
+    let parsed = match command {
+        RoomCommand::Set => parse_set(payload),
+        RoomCommand::SetField(field) => {
             // Every settable field with this payload, not only the one in the topic.
-            for settable in SETTABLE_FIELDS {
+            for settable in settable_fields() {
                 for state in states() {
                     if let Err(error) = field_action(settable, payload, state) {
-                        assert!(!error.is_empty(), "empty error for {settable}");
+                        assert!(!error.to_string().is_empty(), "empty error for {settable}");
                     }
                 }
             }
-            Ok(Command {
-                kind: CommandKind::Set(vec![(field.clone(), payload.to_owned())]),
-                transaction: None,
-            })
+            Ok(parse_set_field(field, payload))
         }
-        CommandTopic::Request { method, .. } => parse_request(method, payload),
-        CommandTopic::Bridge { .. } => return,
+        RoomCommand::Request(method) => parse_request(method, payload),
     };
     match parsed {
         Err((error, transaction)) => {
-            assert!(!error.is_empty(), "empty parse error for {payload:?}");
+            assert!(!error.to_string().is_empty(), "empty parse error for {payload:?}");
             let _ = response(Err(error), transaction).to_string();
         }
         Ok(command) => check_plan(&command.kind, command.transaction),

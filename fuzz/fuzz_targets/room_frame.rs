@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use trueconf2mqtt::bridge::publish::{plain_fields, state_document};
+use trueconf2mqtt::surface::{plain_fields, state_document};
 use trueconf2mqtt::homeassistant::{DiscoveryContext, discovery_messages};
 use trueconf2mqtt::protocol::{Incoming, parse_incoming};
 use trueconf2mqtt::room::RoomState;

@@ -1,23 +1,19 @@
-//! MQTT commands: from topic and payload to API requests, and back to exactly one response.
+//! MQTT commands: from payload to API requests, and back to exactly one response.
 //!
-//! Parsing is pure ([`parse`]): it turns a command into a list of [`Action`]s (catalog method +
-//! validated parameters) or a precise error, using the current [`RoomState`] for things like
-//! device names and toggles. Execution ([`execute`]) runs the actions in order and builds the
-//! single response. Errors never mention secrets: replies are redacted before publishing.
+//! Parsing is pure ([`parse_set`], [`parse_request`], [`plan`]): a command becomes a list of
+//! [`Action`]s (catalog method + validated parameters) or a [`CommandError`], using the current
+//! [`RoomState`] for things like device names and toggles and the field table
+//! ([`crate::surface::fields`]) for what each field means. Execution ([`execute`]) runs the
+//! actions in order; [`response`] builds the single answer. Errors never mention secrets: replies
+//! are redacted before publishing.
+
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::protocol::{Device, catalog, catalog::json_type_name, redact};
-use crate::room::{PtzMove, RoomClient, RoomError, RoomState};
-
-/// One API request to make.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Action {
-    /// Catalog method.
-    pub method: String,
-    /// Validated parameters.
-    pub params: Map<String, Value>,
-}
+use crate::protocol::{ParamError, catalog, catalog::json_type_name, redact};
+use crate::room::{RoomClient, RoomError, RoomState};
+pub use crate::surface::fields::{Action, FieldError, field_action};
 
 /// What a command asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,27 +29,102 @@ pub enum CommandKind {
     },
 }
 
-/// A command accepted for execution.
+/// A command parsed from its payload, ready to plan.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Command {
+pub struct ParsedCommand {
     /// What to do.
     pub kind: CommandKind,
     /// The caller's `transaction`, echoed in the response.
     pub transaction: Option<Value>,
 }
 
-/// Fields settable through `set` / `set/<field>`.
-pub const SETTABLE_FIELDS: &[&str] = &[
-    "mic_muted",
-    "camera_muted",
-    "speaker_muted",
-    "camera",
-    "microphone",
-    "speaker",
-    "call",
-    "ptz",
-    "window",
-];
+/// Why a command was not executed, or failed. Its text is what the response's `error` says.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The payload of `set` or `request/…` is not JSON.
+    #[error("payload is not valid JSON: {0}")]
+    NotJson(String),
+    /// The payload is JSON but not an object.
+    #[error("payload must be a JSON object, got {0}")]
+    NotObject(&'static str),
+    /// `set` with no field.
+    #[error("set needs at least one field")]
+    EmptySet,
+    /// A field cannot take the value.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// The request does not fit the catalog.
+    #[error(transparent)]
+    Params(#[from] ParamError),
+    /// A dangerous method not allowed for the room.
+    #[error(
+        "{method} is refused: {reason}; allow it for this room with allow_dangerous = [\"{method}\"] in its [[rooms]] entry"
+    )]
+    Dangerous {
+        /// The method.
+        method: String,
+        /// Why the catalog flags it.
+        reason: String,
+    },
+    /// The Room failed the request.
+    #[error("room '{room}': {error}")]
+    Room {
+        /// Room id.
+        room: String,
+        /// What failed.
+        error: Box<RoomError>,
+    },
+    /// The bridge stops; queued commands are answered with this.
+    #[error("the bridge is shutting down; command not executed")]
+    ShuttingDown,
+    /// Published with the retain flag.
+    #[error(
+        "retained commands are refused: publish commands without the retain flag (and clear this retained message with an empty retained payload)"
+    )]
+    Retained,
+    /// Queued at the broker for longer than `mqtt.command_max_age_secs`.
+    #[error(
+        "published while the bridge was away from the broker for {:.1} s, longer than mqtt.command_max_age_secs ({} s); not executed",
+        away.as_secs_f64(),
+        max_age.as_secs()
+    )]
+    TooOld {
+        /// How long the bridge was away.
+        away: Duration,
+        /// The limit.
+        max_age: Duration,
+    },
+    /// The payload exceeds `mqtt.max_payload_bytes`.
+    #[error("payload of {size} bytes exceeds the limit of {max} bytes (mqtt.max_payload_bytes)")]
+    TooBig {
+        /// Payload size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The payload is not UTF-8.
+    #[error("payload is not valid UTF-8")]
+    NotUtf8,
+    /// No such room in this bridge.
+    #[error("unknown room '{room}' (configured: {})", known.join(", "))]
+    UnknownRoom {
+        /// The room asked for.
+        room: String,
+        /// The configured rooms.
+        known: Vec<String>,
+    },
+    /// The room's queue is full.
+    #[error("too many commands queued for room '{room}' (limit {limit}); try again")]
+    QueueFull {
+        /// Room id.
+        room: String,
+        /// Queue length.
+        limit: usize,
+    },
+    /// An unknown `bridge/request/<name>`.
+    #[error("unknown bridge request '{0}' (known: republish, health_check)")]
+    UnknownBridgeRequest(String),
+}
 
 /// Who may run dangerous methods.
 pub trait Policy: Send + Sync {
@@ -67,29 +138,29 @@ impl<F: Fn(&str) -> bool + Send + Sync> Policy for F {
     }
 }
 
+/// A refusal, with the transaction of the command when it was read.
+pub type Refusal = (CommandError, Option<Value>);
+
 /// Parses the JSON payload of `set` or `request/<method>`: an object, or empty for none. The
 /// `transaction` member is taken out.
-fn json_object(payload: &str) -> Result<(Map<String, Value>, Option<Value>), String> {
+fn json_object(payload: &str) -> Result<(Map<String, Value>, Option<Value>), CommandError> {
     if payload.trim().is_empty() {
         return Ok((Map::new(), None));
     }
     let value: Value =
-        serde_json::from_str(payload).map_err(|e| format!("payload is not valid JSON: {e}"))?;
+        serde_json::from_str(payload).map_err(|e| CommandError::NotJson(e.to_string()))?;
     let Value::Object(mut object) = value else {
-        return Err(format!(
-            "payload must be a JSON object, got {}",
-            json_type_name(&value)
-        ));
+        return Err(CommandError::NotObject(json_type_name(&value)));
     };
     let transaction = object.remove("transaction");
     Ok((object, transaction))
 }
 
 /// Parses a `set` payload (JSON object of fields).
-pub fn parse_set(payload: &str) -> Result<Command, (String, Option<Value>)> {
+pub fn parse_set(payload: &str) -> Result<ParsedCommand, Refusal> {
     let (object, transaction) = json_object(payload).map_err(|e| (e, None))?;
     if object.is_empty() {
-        return Err(("set needs at least one field".into(), transaction));
+        return Err((CommandError::EmptySet, transaction));
     }
     let fields = object
         .into_iter()
@@ -103,16 +174,24 @@ pub fn parse_set(payload: &str) -> Result<Command, (String, Option<Value>)> {
             (field, text)
         })
         .collect();
-    Ok(Command {
+    Ok(ParsedCommand {
         kind: CommandKind::Set(fields),
         transaction,
     })
 }
 
+/// Parses a `set/<field>` payload (plain text).
+pub fn parse_set_field(field: &str, payload: &str) -> ParsedCommand {
+    ParsedCommand {
+        kind: CommandKind::Set(vec![(field.to_owned(), payload.to_owned())]),
+        transaction: None,
+    }
+}
+
 /// Parses a `request/<method>` payload (JSON parameters).
-pub fn parse_request(method: &str, payload: &str) -> Result<Command, (String, Option<Value>)> {
+pub fn parse_request(method: &str, payload: &str) -> Result<ParsedCommand, Refusal> {
     let (params, transaction) = json_object(payload).map_err(|e| (e, None))?;
-    Ok(Command {
+    Ok(ParsedCommand {
         kind: CommandKind::Request {
             method: method.to_owned(),
             params,
@@ -121,144 +200,12 @@ pub fn parse_request(method: &str, payload: &str) -> Result<Command, (String, Op
     })
 }
 
-fn parse_switch(field: &str, value: &str, current: Option<bool>) -> Result<bool, String> {
-    match value.trim().to_ascii_uppercase().as_str() {
-        "ON" | "TRUE" | "1" | "MUTE" | "MUTED" => Ok(true),
-        "OFF" | "FALSE" | "0" | "UNMUTE" | "UNMUTED" => Ok(false),
-        "TOGGLE" => Ok(!current.unwrap_or(false)),
-        _ => Err(format!(
-            "{field}: expected ON, OFF or TOGGLE, got '{}'",
-            shorten(value)
-        )),
-    }
-}
-
-fn shorten(text: &str) -> String {
-    if text.chars().count() > 64 {
-        format!("{}…", text.chars().take(64).collect::<String>())
-    } else {
-        text.to_owned()
-    }
-}
-
-fn find_device<'a>(field: &str, list: &'a [Device], wanted: &str) -> Result<Device, String> {
-    let wanted = wanted.trim();
-    if wanted.eq_ignore_ascii_case("none") {
-        return Ok(Device {
-            name: "none".into(),
-            description: "none".into(),
-        });
-    }
-    list.iter()
-        .find(|d| d.name == wanted || d.description == wanted)
-        .or_else(|| list.iter().find(|d| d.name.eq_ignore_ascii_case(wanted)))
-        .cloned()
-        .ok_or_else(|| {
-            let known: Vec<&str> = list
-                .iter()
-                .map(|d| d.name.as_str())
-                .collect::<Vec<&'a str>>();
-            format!(
-                "{field}: no device named '{}' (available: {})",
-                shorten(wanted),
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            )
-        })
-}
-
-fn action(method: &str, params: Value) -> Action {
-    Action {
-        method: method.to_owned(),
-        params: params.as_object().cloned().unwrap_or_default(),
-    }
-}
-
-/// Turns one `field = value` into an action.
-pub fn field_action(field: &str, value: &str, state: &RoomState) -> Result<Action, String> {
-    Ok(match field {
-        "mic_muted" => action(
-            "setMicMute",
-            json!({ "mute": parse_switch(field, value, state.mic_muted)? }),
-        ),
-        "camera_muted" => action(
-            "setVideoMute",
-            json!({ "mute": parse_switch(field, value, state.camera_muted)? }),
-        ),
-        "speaker_muted" => action(
-            "setAudioMute",
-            json!({ "mute": parse_switch(field, value, state.speaker_muted)? }),
-        ),
-        "camera" | "microphone" | "speaker" => {
-            let (method, list) = match field {
-                "camera" => ("setVideoCapturer", &state.cameras),
-                "microphone" => ("setAudioCapturer", &state.microphones),
-                _ => ("setAudioRenderer", &state.speakers),
-            };
-            let device = find_device(field, list, value)?;
-            action(
-                method,
-                json!({ "name": device.name, "description": device.description }),
-            )
-        }
-        "call" => match value.trim().to_ascii_lowercase().as_str() {
-            "accept" | "answer" => action("accept", json!({})),
-            "reject" | "decline" => action("reject", json!({})),
-            "hangup" | "hang_up" | "end" => action("hangUp", json!({})),
-            "hangup_all" | "end_for_all" => action("hangUp", json!({ "forAll": true })),
-            "" => {
-                return Err(
-                    "call: expected accept, reject, hangup or a TrueConf ID to call".into(),
-                );
-            }
-            _ => action("call", json!({ "peerId": value.trim() })),
-        },
-        "ptz" => {
-            let movement = PtzMove::parse(value).ok_or_else(|| {
-                let words: Vec<&str> = PtzMove::ALL.iter().map(|m| m.as_str()).collect();
-                format!(
-                    "ptz: expected one of {}, got '{}'",
-                    words.join(", "),
-                    shorten(value)
-                )
-            })?;
-            action(movement.method(), json!({}))
-        }
-        "window" => {
-            let window_state = match value.trim().to_ascii_lowercase().as_str() {
-                "minimized" | "minimised" | "1" => 1,
-                "fullscreen" | "full_screen" | "maximized" | "2" => 2,
-                _ => {
-                    return Err(format!(
-                        "window: expected minimized or fullscreen, got '{}'",
-                        shorten(value)
-                    ));
-                }
-            };
-            action(
-                "changeWindowState",
-                json!({ "windowState": window_state, "stayOnTop": false }),
-            )
-        }
-        _ => {
-            return Err(format!(
-                "unknown field '{}' (settable: {})",
-                shorten(field),
-                SETTABLE_FIELDS.join(", ")
-            ));
-        }
-    })
-}
-
 /// Plans a command: the actions to run, validated against the method table and the policy.
 pub fn plan(
     command: &CommandKind,
     state: &RoomState,
     policy: &dyn Policy,
-) -> Result<Vec<Action>, String> {
+) -> Result<Vec<Action>, CommandError> {
     let actions = match command {
         CommandKind::Set(fields) => fields
             .iter()
@@ -270,18 +217,15 @@ pub fn plan(
         }],
     };
     for action in &actions {
-        let spec = catalog()
-            .validate(&action.method, &action.params)
-            .map_err(|e| e.to_string())?;
+        let spec = catalog().validate(&action.method, &action.params)?;
         if spec.dangerous && !policy.allows(&spec.name) {
-            let why = spec
-                .danger_reason
-                .as_deref()
-                .unwrap_or("flagged dangerous in the catalog");
-            return Err(format!(
-                "{} is refused: {why}; allow it for this room with allow_dangerous = [\"{}\"] in its [[rooms]] entry",
-                spec.name, spec.name
-            ));
+            return Err(CommandError::Dangerous {
+                method: spec.name.clone(),
+                reason: spec
+                    .danger_reason
+                    .clone()
+                    .unwrap_or_else(|| "flagged dangerous in the catalog".into()),
+            });
         }
     }
     Ok(actions)
@@ -301,10 +245,10 @@ pub async fn execute(client: &RoomClient, actions: Vec<Action>) -> Result<Value,
 
 /// The response payload: `{"status":"ok","data":…}` or `{"status":"error","error":…}`, with the
 /// caller's transaction echoed.
-pub fn response(outcome: Result<Value, String>, transaction: Option<Value>) -> Value {
+pub fn response(outcome: Result<Value, CommandError>, transaction: Option<Value>) -> Value {
     let mut body = match outcome {
         Ok(data) => json!({ "status": "ok", "data": data }),
-        Err(error) => json!({ "status": "error", "error": error }),
+        Err(error) => json!({ "status": "error", "error": error.to_string() }),
     };
     if let Some(transaction) = transaction {
         body["transaction"] = transaction;
@@ -315,6 +259,7 @@ pub fn response(outcome: Result<Value, String>, transaction: Option<Value>) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Device;
 
     fn state() -> RoomState {
         RoomState {
@@ -332,86 +277,51 @@ mod tests {
     }
 
     #[test]
-    fn plain_fields_become_actions() {
-        let s = state();
-        assert_eq!(
-            field_action("mic_muted", "OFF", &s).unwrap().params["mute"],
-            json!(false)
-        );
-        assert_eq!(
-            field_action("mic_muted", "toggle", &s).unwrap().params["mute"],
-            json!(false)
-        );
-        assert_eq!(
-            field_action("camera", "cam a", &s).unwrap().params["description"],
-            json!("cam-a")
-        );
-        assert_eq!(field_action("call", "accept", &s).unwrap().method, "accept");
-        assert_eq!(
-            field_action("call", "bob@srv", &s).unwrap().params["peerId"],
-            json!("bob@srv")
-        );
-        assert_eq!(
-            field_action("ptz", "zoom_in", &s).unwrap().method,
-            "ptzZoomInc"
-        );
-        assert!(
-            field_action("camera", "nope", &s)
-                .unwrap_err()
-                .contains("available: Cam A")
-        );
-        assert!(
-            field_action("mic_muted", "maybe", &s)
-                .unwrap_err()
-                .contains("expected ON, OFF")
-        );
-        assert!(
-            field_action("volume", "1", &s)
-                .unwrap_err()
-                .contains("unknown field")
-        );
-    }
-
-    #[test]
     fn requests_are_validated_and_dangerous_ones_refused() {
         let s = state();
         let cmd = parse_request("setMicMute", r#"{"mute":"yes","transaction":7}"#).unwrap();
         assert_eq!(cmd.transaction, Some(json!(7)));
-        assert!(
-            plan(&cmd.kind, &s, &deny)
-                .unwrap_err()
-                .contains("must be bool")
-        );
+        assert!(matches!(
+            plan(&cmd.kind, &s, &deny),
+            Err(CommandError::Params(ParamError::WrongType { .. }))
+        ));
         let cmd = parse_request("rebootSystem", "").unwrap();
         let err = plan(&cmd.kind, &s, &deny).unwrap_err();
         assert!(
-            err.contains("allow_dangerous = [\"rebootSystem\"]"),
+            matches!(&err, CommandError::Dangerous { method, .. } if method == "rebootSystem"),
             "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("allow_dangerous = [\"rebootSystem\"]")
         );
         assert!(plan(&cmd.kind, &s, &|m: &str| m == "rebootSystem").is_ok());
         let cmd = parse_request("noSuchMethod", "{}").unwrap();
-        assert!(
-            plan(&cmd.kind, &s, &deny)
-                .unwrap_err()
-                .contains("unknown method")
-        );
+        assert!(matches!(
+            plan(&cmd.kind, &s, &deny),
+            Err(CommandError::Params(ParamError::UnknownMethod(_)))
+        ));
+        let cmd = parse_set_field("volume", "1");
+        assert!(matches!(
+            plan(&cmd.kind, &s, &deny),
+            Err(CommandError::Field(FieldError::UnknownField { .. }))
+        ));
     }
 
     #[test]
     fn bad_payloads_are_explained() {
-        assert!(
-            parse_request("getAppState", "{oops")
-                .unwrap_err()
-                .0
-                .contains("not valid JSON")
-        );
-        assert!(
-            parse_request("getAppState", "[1]")
-                .unwrap_err()
-                .0
-                .contains("must be a JSON object")
-        );
-        assert!(parse_set("{}").is_err());
+        assert!(matches!(
+            parse_request("getAppState", "{oops"),
+            Err((CommandError::NotJson(_), None))
+        ));
+        assert!(matches!(
+            parse_request("getAppState", "[1]"),
+            Err((CommandError::NotObject("array"), None))
+        ));
+        assert!(matches!(
+            parse_set(r#"{"transaction":1}"#),
+            Err((CommandError::EmptySet, Some(_)))
+        ));
         let cmd = parse_set(r#"{"mic_muted":true,"transaction":"t1"}"#).unwrap();
         assert_eq!(
             cmd.kind,
@@ -423,8 +333,8 @@ mod tests {
     #[test]
     fn responses_echo_the_transaction() {
         assert_eq!(
-            response(Err("x".into()), Some(json!(1))),
-            json!({"status":"error","error":"x","transaction":1})
+            response(Err(CommandError::EmptySet), Some(json!(1))),
+            json!({"status":"error","error":"set needs at least one field","transaction":1})
         );
         assert_eq!(
             response(Ok(json!({})), None),

@@ -17,31 +17,27 @@
 //! ([`ownership`]); a Room is only connected to while this instance owns it.
 
 pub mod command;
+mod info;
 pub mod ownership;
-pub mod publish;
+mod requests;
 mod room;
+mod router;
 mod sweep;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::mqtt::{CommandTopic, Inbound, LinkOptions, MqttLink, Publish, Started, Topics};
+use crate::mqtt::{LinkOptions, MqttLink, Publish, Started};
 use crate::room::{LinkState, RoomClient, RoomOptions};
+use crate::surface::Topics;
 use ownership::{Claim, Claims, Ownership};
-use room::{LinkReport, Reply, RoomCommand, RoomSpec};
-
-/// Limits on incoming commands.
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    max_payload: usize,
-    max_age: Duration,
-}
+use room::{QueuedCommand, RoomSpec};
+use router::Limits;
 
 pub use room::RoomBridgeStats;
 
@@ -83,7 +79,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
 struct RoomHandle {
     name: String,
-    commands: mpsc::Sender<RoomCommand>,
+    commands: mpsc::Sender<QueuedCommand>,
     ownership: tokio::sync::watch::Receiver<Ownership>,
     /// The Room client while this instance serves the room.
     client: Arc<std::sync::Mutex<Option<RoomClient>>>,
@@ -307,7 +303,7 @@ pub fn start_instance(
         room_links: std::sync::Mutex::new(room_links),
         changes: tokio::sync::watch::Sender::new(0),
     });
-    tasks.push(tokio::spawn(info_loop(
+    tasks.push(tokio::spawn(info::info_loop(
         bridge.clone(),
         topics.clone(),
         reports_rx,
@@ -315,30 +311,16 @@ pub fn start_instance(
         inner.clone(),
     )));
     if let Some(prefix) = &options.discovery_prefix {
-        let current = options
-            .rooms
-            .iter()
-            .flat_map(|room| {
-                crate::homeassistant::entity_topics(&crate::homeassistant::DiscoveryContext {
-                    base_topic: &options.base_topic,
-                    prefix,
-                    room_id: &room.id,
-                    room_name: &room.name,
-                    host: &room.options.host,
-                    bridge_version: env!("CARGO_PKG_VERSION"),
-                })
-            })
-            .collect();
         tasks.push(tokio::spawn(sweep::sweep(
             options.mqtt.clone(),
             prefix.clone(),
             topics.bridge_state(),
-            current,
+            sweep::current_topics(&options, prefix),
             bridge.link.clone(),
             inner.clone(),
         )));
     }
-    let router = tokio::spawn(route(
+    let router = tokio::spawn(router::route(
         bridge.clone(),
         topics.clone(),
         ha_status,
@@ -410,322 +392,6 @@ impl Bridge {
         {
             tasks.mqtt_cancel.cancel();
             let _ = mqtt.await;
-        }
-    }
-}
-
-/// Keeps `bridge/info` up to date with each room's link state and ownership.
-async fn info_loop(
-    bridge: Arc<Bridge>,
-    topics: Topics,
-    mut reports: mpsc::Receiver<LinkReport>,
-    mut ownership: tokio::sync::watch::Receiver<u64>,
-    cancel: CancellationToken,
-) {
-    let mut states: HashMap<String, LinkState> = HashMap::new();
-    let mut claims_running = true;
-    loop {
-        tokio::select! {
-            report = reports.recv() => match report {
-                Some(report) => {
-                    states.insert(report.room, report.state);
-                }
-                None => break,
-            },
-            changed = ownership.changed(), if claims_running && !cancel.is_cancelled() => {
-                // The claim task ended (the bridge stops): link reports still count.
-                claims_running = changed.is_ok();
-                if !claims_running {
-                    continue;
-                }
-            }
-        }
-        while let Ok(report) = reports.try_recv() {
-            states.insert(report.room, report.state);
-        }
-        if let Ok(mut links) = bridge.room_links.lock() {
-            links.extend(states.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        bridge.changes.send_modify(|n| *n += 1);
-        let rooms: serde_json::Map<String, Value> = bridge
-            .rooms
-            .iter()
-            .map(|(id, handle)| {
-                let state = states.get(id).cloned().unwrap_or(LinkState::Connecting);
-                let (name, reason) = match &state {
-                    LinkState::Online => ("online", None),
-                    LinkState::Connecting => ("connecting", None),
-                    LinkState::Offline { reason } => ("offline", Some(reason.clone())),
-                    LinkState::AuthRefused { message } => ("auth_refused", Some(message.clone())),
-                    LinkState::Stopped => ("stopped", None),
-                };
-                let owner = handle.ownership.borrow().clone();
-                let (name, reason) = match &owner {
-                    Ownership::Refused { by, .. } => (
-                        "refused",
-                        Some(format!(
-                            "served by bridge instance '{by}', which claimed it first; this \
-                             instance stands by and takes over when that one goes offline"
-                        )),
-                    ),
-                    _ => (name, reason),
-                };
-                let mut room =
-                    json!({ "name": handle.name, "state": name, "owner": owner.as_str() });
-                if let Ownership::Refused { by, since } = &owner {
-                    room["owned_by"] = json!({ "instance": by, "since": since });
-                }
-                if let Some(reason) = reason {
-                    room["reason"] = json!(reason);
-                }
-                (id.clone(), room)
-            })
-            .collect();
-        let info = json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "instance": bridge.instance,
-            "rooms": rooms,
-        });
-        bridge
-            .link
-            .publish(Publish::retained(topics.bridge_info(), info.to_string()));
-    }
-}
-
-/// Reads incoming publishes and dispatches them; answers what it refuses itself.
-async fn route(
-    bridge: Arc<Bridge>,
-    topics: Topics,
-    ha_status: Option<String>,
-    claims: mpsc::Sender<Inbound>,
-    limits: Limits,
-    mut inbound: mpsc::Receiver<Inbound>,
-    shutdown: CancellationToken,
-) {
-    while let Some(message) = tokio::select! {
-        m = inbound.recv() => m,
-        _ = shutdown.cancelled() => None,
-    } {
-        if ha_status.as_deref() == Some(message.topic.as_str()) {
-            if message.payload.as_ref().eq_ignore_ascii_case(b"online") {
-                // Let Home Assistant finish subscribing before everything arrives again.
-                let link = bridge.link.clone();
-                let delay = Duration::from_millis(500 + fastrand::u64(..1500));
-                info!(
-                    delay_ms = delay.as_millis() as u64,
-                    "Home Assistant came online; republishing"
-                );
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    link.republish_all();
-                });
-            }
-            continue;
-        }
-        if topics.is_any_bridge_state(&message.topic)
-            || topics.parse_owner(&message.topic).is_some()
-        {
-            if claims.try_send(message).is_err() {
-                warn!("dropping an ownership message: the claim task is not keeping up");
-            }
-            continue;
-        }
-        let Some(target) = topics.parse_command(&message.topic) else {
-            continue;
-        };
-        dispatch(&bridge, &topics, limits, target, message);
-    }
-}
-
-fn dispatch(
-    bridge: &Bridge,
-    topics: &Topics,
-    limits: Limits,
-    target: CommandTopic,
-    message: Inbound,
-) {
-    let Limits {
-        max_payload,
-        max_age,
-    } = limits;
-    // Several instances share the command topics; only the one serving a room answers it.
-    let room_of = |target: &CommandTopic| match target {
-        CommandTopic::Bridge { .. } => None,
-        CommandTopic::Set { room }
-        | CommandTopic::SetField { room, .. }
-        | CommandTopic::Request { room, .. } => Some(room.clone()),
-    };
-    if let Some(room) = room_of(&target) {
-        match bridge
-            .rooms
-            .get(&room)
-            .map(|r| r.ownership.borrow().clone())
-        {
-            Some(Ownership::Refused { by, .. }) => {
-                tracing::debug!(topic = %message.topic, owner = %by, "command for a room another instance serves");
-                return;
-            }
-            None if bridge.instanced => {
-                tracing::debug!(topic = %message.topic, "command for a room this instance does not have");
-                return;
-            }
-            _ => {}
-        }
-    }
-    let (room_id, response_name) = match &target {
-        CommandTopic::Bridge { name } => (None, name.clone()),
-        CommandTopic::Set { room } => (Some(room.clone()), "set".to_owned()),
-        CommandTopic::SetField { room, field } => (Some(room.clone()), field.clone()),
-        CommandTopic::Request { room, method } => (Some(room.clone()), method.clone()),
-    };
-    // MQTT 5 request/response: answer where the caller asked, with its correlation data.
-    let reply = Reply {
-        topic: message
-            .response_topic
-            .clone()
-            .filter(|t| rumqttc::valid_topic(t))
-            .unwrap_or_else(|| match &room_id {
-                Some(room) => topics.response(room, &response_name),
-                None => topics.bridge_response(&response_name),
-            }),
-        correlation: message.correlation.clone(),
-    };
-    let respond = |body: Value| bridge.link.publish(reply.publish(&body));
-    let refuse = |error: String, transaction: Option<Value>| {
-        warn!(topic = %message.topic, %error, "refusing a command");
-        respond(command::response(Err(error), transaction));
-    };
-    // Refused before parsing, a JSON command still gets its `transaction` back, so the caller
-    // can tell which command was refused.
-    let early_transaction = || {
-        if message.payload.len() > max_payload {
-            return None;
-        }
-        serde_json::from_slice::<Value>(&message.payload)
-            .ok()?
-            .get("transaction")
-            .cloned()
-    };
-
-    // A retained command would fire again on every resubscribe: never run it.
-    if message.retain {
-        return refuse(
-            "retained commands are refused: publish commands without the retain flag (and clear \
-             this retained message with an empty retained payload)"
-                .into(),
-            early_transaction(),
-        );
-    }
-    // Queued for us while we were away longer than the command age limit: too old to act on.
-    if let Some(away) = message.queued_for.filter(|away| *away > max_age) {
-        return refuse(
-            format!(
-                "published while the bridge was away from the broker for {:.1} s, longer than \
-                 mqtt.command_max_age_secs ({} s); not executed",
-                away.as_secs_f64(),
-                max_age.as_secs()
-            ),
-            early_transaction(),
-        );
-    }
-    if message.payload.len() > max_payload {
-        return refuse(
-            format!(
-                "payload of {} bytes exceeds the limit of {max_payload} bytes (mqtt.max_payload_bytes)",
-                message.payload.len()
-            ),
-            None,
-        );
-    }
-    let Ok(payload) = std::str::from_utf8(&message.payload) else {
-        return refuse("payload is not valid UTF-8".into(), None);
-    };
-
-    let Some(room_id) = room_id.clone() else {
-        let mut body = match response_name.as_str() {
-            "republish" => {
-                bridge.link.republish_all();
-                command::response(Ok(json!({})), None)
-            }
-            "health_check" => {
-                let online =
-                    |r: &RoomHandle| r.client().is_some_and(|c| c.link().borrow().is_online());
-                let rooms: serde_json::Map<String, Value> = bridge
-                    .rooms
-                    .iter()
-                    .map(|(id, r)| (id.clone(), json!(online(r))))
-                    .collect();
-                let owners: serde_json::Map<String, Value> = bridge
-                    .rooms
-                    .iter()
-                    .map(|(id, r)| {
-                        let owner = match &*r.ownership.borrow() {
-                            Ownership::Refused { by, .. } => format!("refused: served by '{by}'"),
-                            other => other.as_str().to_owned(),
-                        };
-                        (id.clone(), json!(owner))
-                    })
-                    .collect();
-                command::response(
-                    Ok(json!({
-                        "healthy": true,
-                        "instance": bridge.instance,
-                        "rooms": rooms,
-                        "ownership": owners,
-                    })),
-                    None,
-                )
-            }
-            other => command::response(
-                Err(format!(
-                    "unknown bridge request '{other}' (known: republish, health_check)"
-                )),
-                None,
-            ),
-        };
-        // Like a room command, a JSON request gets its `transaction` back; any other payload
-        // (empty, `1`) is still accepted.
-        if let Some(transaction) = early_transaction() {
-            body["transaction"] = transaction;
-        }
-        return respond(body);
-    };
-    let Some(room) = bridge.rooms.get(&room_id) else {
-        let known: Vec<&str> = bridge.rooms.keys().map(String::as_str).collect();
-        return refuse(
-            format!(
-                "unknown room '{room_id}' (configured: {})",
-                known.join(", ")
-            ),
-            early_transaction(),
-        );
-    };
-    let parsed = match &target {
-        CommandTopic::Set { .. } => command::parse_set(payload),
-        CommandTopic::SetField { field, .. } => Ok(command::Command {
-            kind: command::CommandKind::Set(vec![(field.clone(), payload.to_owned())]),
-            transaction: None,
-        }),
-        CommandTopic::Request { method, .. } => command::parse_request(method, payload),
-        CommandTopic::Bridge { .. } => return,
-    };
-    match parsed {
-        Err((error, transaction)) => refuse(error, transaction),
-        Ok(command) => {
-            let transaction = command.transaction.clone();
-            let queued = room.commands.try_send(RoomCommand {
-                name: response_name.clone(),
-                reply: reply.clone(),
-                command,
-            });
-            if queued.is_err() {
-                refuse(
-                    format!(
-                        "too many commands queued for room '{room_id}' (limit {ROOM_COMMAND_QUEUE}); try again"
-                    ),
-                    transaction,
-                );
-            }
         }
     }
 }

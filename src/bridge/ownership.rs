@@ -46,7 +46,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::mqtt::{Inbound, MqttLink, Publish, Topics};
+use crate::mqtt::{Inbound, MqttLink, Publish};
+use crate::surface::Topics;
 
 /// How long a fresh claim must stand unchallenged before the room is served: covers two
 /// instances started at the same moment (a claim crosses a broker, or a cluster, in

@@ -9,13 +9,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::command::{self, Command};
+use super::command::{self, CommandError, ParsedCommand};
 use super::ownership::Ownership;
-use super::publish::{plain_fields, state_document};
-use crate::homeassistant::{self, DiscoveryContext};
-use crate::mqtt::{MqttLink, Publish, Topics};
+use crate::homeassistant::{self, DiscoveryContext, DiscoveryInputs};
+use crate::mqtt::{MqttLink, Publish};
 use crate::protocol::{has_secret_field, redact};
 use crate::room::{LinkState, RoomClient, RoomOptions, RoomState};
+use crate::surface::{Topics, plain_fields, state_document};
 
 /// Everything the tasks of one room need while it is served: what the room is, and the client
 /// of the current connection to it.
@@ -71,42 +71,17 @@ impl Default for RoomBridgeStats {
 }
 
 /// A command on its way to a room's command task.
-pub(crate) struct RoomCommand {
+pub(crate) struct QueuedCommand {
     /// Name for logs (field or method).
     pub name: String,
     pub reply: Reply,
-    pub command: Command,
+    pub command: ParsedCommand,
 }
 
 /// A room's link changed: for `bridge/info`.
 pub(crate) struct LinkReport {
     pub room: String,
     pub state: LinkState,
-}
-
-/// The inputs of Home Assistant discovery that change rarely; discovery is rebuilt only when
-/// they do, not on every state change.
-#[derive(PartialEq, Default)]
-struct DiscoveryInputs {
-    version: Option<String>,
-    http_port: Option<u16>,
-    devices: Vec<Vec<String>>,
-}
-
-impl DiscoveryInputs {
-    fn of(state: &RoomState) -> DiscoveryInputs {
-        let names =
-            |list: &[crate::protocol::Device]| list.iter().map(|d| d.name.clone()).collect();
-        DiscoveryInputs {
-            version: state.version.clone(),
-            http_port: state.http_port,
-            devices: vec![
-                names(&state.cameras),
-                names(&state.microphones),
-                names(&state.speakers),
-            ],
-        }
-    }
 }
 
 /// Events the Room client may hand over before it stops reading the Room: enough to ride over
@@ -222,7 +197,7 @@ fn publish_state(
 /// it returns at once, leaving them to [`supervise`].
 pub(crate) async fn command_loop(
     ctx: RoomContext,
-    commands: &mut mpsc::Receiver<RoomCommand>,
+    commands: &mut mpsc::Receiver<QueuedCommand>,
     cancel: CancellationToken,
     lost: CancellationToken,
 ) {
@@ -238,7 +213,7 @@ pub(crate) async fn command_loop(
             _ = lost.cancelled() => return,
             next = commands.recv() => next,
         };
-        let Some(RoomCommand {
+        let Some(QueuedCommand {
             name,
             reply,
             command,
@@ -248,14 +223,17 @@ pub(crate) async fn command_loop(
         };
         let started = std::time::Instant::now();
         let outcome = if cancel.is_cancelled() {
-            Err("the bridge is shutting down; command not executed".to_owned())
+            Err(CommandError::ShuttingDown)
         } else {
             let state = ctx.client.state().borrow().clone();
             match command::plan(&command.kind, &state, &policy) {
                 Err(error) => Err(error),
                 Ok(actions) => command::execute(&ctx.client, actions)
                     .await
-                    .map_err(|e| format!("room '{}': {e}", ctx.spec.id)),
+                    .map_err(|error| CommandError::Room {
+                        room: ctx.spec.id.clone(),
+                        error: Box::new(error),
+                    }),
             }
         };
         ctx.spec
@@ -301,7 +279,7 @@ pub(crate) struct RoomSpec {
 pub(crate) async fn supervise(
     spec: Arc<RoomSpec>,
     mut ownership: watch::Receiver<Ownership>,
-    mut commands: mpsc::Receiver<RoomCommand>,
+    mut commands: mpsc::Receiver<QueuedCommand>,
     reports: mpsc::Sender<LinkReport>,
     cancel: CancellationToken,
 ) {
@@ -371,16 +349,13 @@ pub(crate) async fn supervise(
 
 /// Answers what is queued when the bridge stops before the room was ever served here (or drops
 /// it silently when another instance owns the room and answers it).
-async fn drain(spec: &RoomSpec, commands: &mut mpsc::Receiver<RoomCommand>, refused: bool) {
+async fn drain(spec: &RoomSpec, commands: &mut mpsc::Receiver<QueuedCommand>, refused: bool) {
     commands.close();
     while let Some(command) = commands.recv().await {
         if refused {
             continue;
         }
-        let body = command::response(
-            Err("the bridge is shutting down; command not executed".to_owned()),
-            command.command.transaction,
-        );
+        let body = command::response(Err(CommandError::ShuttingDown), command.command.transaction);
         spec.link.publish(command.reply.publish(&body));
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Retained discovery configs outlive the entities they describe: a room removed from the
 //! configuration, or an entity a newer version no longer has, would stay in Home Assistant as a
-//! ghost (zigbee2mqtt #2678). Shortly after start a separate, short-lived connection reads the
+//! ghost. Shortly after start a separate, short-lived connection reads the
 //! retained configs under the discovery prefix; every config this bridge published once (its
 //! availability names our `bridge/state`) that is not among today's topics is cleared with an
 //! empty retained payload. Configs of other tools and other bridge instances are left alone.
@@ -12,12 +12,17 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::mqtt::{LinkOptions, MqttLink, Publish, Started};
+use super::BridgeOptions;
+use crate::homeassistant::{DiscoveryContext, entity_topics};
+use crate::mqtt::{LinkOptions, MqttLink, Publish, read_retained};
 
-/// How long to collect retained configs after subscribing.
-const COLLECT_FOR: Duration = Duration::from_secs(3);
+/// Longest wait for the bridge's own connection before sweeping.
+const WAIT_FOR_BROKER: Duration = Duration::from_secs(30);
+
+/// Longest time to read the retained configs.
+const READ_FOR: Duration = Duration::from_secs(10);
 
 /// Whether a retained config was published by a bridge whose `bridge/state` is `bridge_state`.
 fn is_ours(payload: &[u8], bridge_state: &str) -> bool {
@@ -31,7 +36,26 @@ fn is_ours(payload: &[u8], bridge_state: &str) -> bool {
     }
 }
 
-/// Reads the retained configs and clears the stale ones of this bridge through `link`.
+/// The config topics of today's rooms and entities: the ones not to clear.
+pub(crate) fn current_topics(options: &BridgeOptions, prefix: &str) -> HashSet<String> {
+    options
+        .rooms
+        .iter()
+        .flat_map(|room| {
+            entity_topics(&DiscoveryContext {
+                base_topic: &options.base_topic,
+                prefix,
+                room_id: &room.id,
+                room_name: &room.name,
+                host: &room.options.host,
+                bridge_version: env!("CARGO_PKG_VERSION"),
+            })
+        })
+        .collect()
+}
+
+/// Once the bridge is connected, reads the retained configs and clears the stale ones of this
+/// bridge through `link`.
 pub(crate) async fn sweep(
     options: LinkOptions,
     prefix: String,
@@ -40,56 +64,33 @@ pub(crate) async fn sweep(
     link: MqttLink,
     shutdown: CancellationToken,
 ) {
-    let mut options = options;
-    options.client_id = format!("{}-sweep", options.client_id);
-    options.clean_session = true;
-    options.will_topic = format!("{prefix}/trueconf2mqtt-sweep-unused");
-    let cancel = shutdown.child_token();
-    let filter = format!("{prefix}/+/+/+/config");
-    let Started {
-        link: reader,
-        mut inbound,
-        task,
-    } = MqttLink::start(options, vec![filter], cancel.clone());
-    let mut connection = reader.connection();
-    let mut stale = Vec::new();
-    let collect = async {
-        // Wait for the connection (bounded), then collect for a while.
-        let connected = matches!(
-            tokio::time::timeout(
-                Duration::from_secs(30),
-                connection.wait_for(|c| c.connected)
-            )
-            .await,
-            Ok(Ok(_))
-        );
-        if !connected {
-            return;
-        }
-        let deadline = tokio::time::Instant::now() + COLLECT_FOR;
-        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, inbound.recv()).await {
-            if message.retain
-                && !message.payload.is_empty()
-                && !current.contains(&message.topic)
-                && is_ours(&message.payload, &bridge_state)
-            {
-                stale.push(message.topic);
+    let filters = [format!("{prefix}/+/+/+/config")];
+    let read = async {
+        let mut connection = link.connection();
+        tokio::time::timeout(WAIT_FOR_BROKER, connection.wait_for(|c| c.connected))
+            .await
+            .ok()?
+            .ok()?;
+        match read_retained(&options, "sweep", &filters, READ_FOR).await {
+            Ok(retained) => Some(retained),
+            Err(error) => {
+                warn!(%error, "cannot read the retained discovery configs; stale entities stay");
+                None
             }
         }
     };
-    tokio::select! {
-        _ = collect => {}
-        _ = shutdown.cancelled() => {
-            cancel.cancel();
-            return;
+    let retained = tokio::select! {
+        retained = read => retained.unwrap_or_default(),
+        _ = shutdown.cancelled() => return,
+    };
+    for message in retained {
+        if !message.payload.is_empty()
+            && !current.contains(&message.topic)
+            && is_ours(&message.payload, &bridge_state)
+        {
+            info!(topic = %message.topic, "removing a Home Assistant entity that no longer exists");
+            link.publish(Publish::retained(message.topic, ""));
         }
-    }
-    reader.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
-    cancel.cancel();
-    for topic in stale {
-        info!(%topic, "removing a Home Assistant entity that no longer exists");
-        link.publish(Publish::retained(topic, ""));
     }
 }
 

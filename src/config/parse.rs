@@ -18,8 +18,8 @@ use super::{
 use crate::protocol::catalog;
 use crate::secret::Secret;
 
-const ROOT_KEYS: &[&str] = &["mqtt", "log", "http", "rooms"];
-const MQTT_KEYS: &[&str] = &[
+pub(super) const ROOT_KEYS: &[&str] = &["mqtt", "log", "http", "rooms"];
+pub(super) const MQTT_KEYS: &[&str] = &[
     "host",
     "port",
     "client_id",
@@ -39,10 +39,10 @@ const MQTT_KEYS: &[&str] = &[
     "event_buffer",
     "tls",
 ];
-const TLS_KEYS: &[&str] = &["ca_file", "cert_file", "key_file"];
-const LOG_KEYS: &[&str] = &["level", "format"];
-const HTTP_KEYS: &[&str] = &["listen"];
-const ROOM_KEYS: &[&str] = &[
+pub(super) const TLS_KEYS: &[&str] = &["ca_file", "cert_file", "key_file"];
+pub(super) const LOG_KEYS: &[&str] = &["level", "format"];
+pub(super) const HTTP_KEYS: &[&str] = &["listen"];
+pub(super) const ROOM_KEYS: &[&str] = &[
     "id",
     "name",
     "host",
@@ -173,7 +173,7 @@ fn mqtt(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> MqttSettings 
                 format!("{} is not a usable instance name", quote(instance)),
                 "1–64 characters from A–Z a–z 0–9 _ -, unique among the bridges on this broker (e.g. \"east-wing\"); empty = a single bridge",
             );
-        } else if crate::mqtt::Topics::RESERVED_INSTANCES.contains(&instance.as_str()) {
+        } else if crate::surface::Topics::RESERVED_INSTANCES.contains(&instance.as_str()) {
             p.push(
                 s.key("instance"),
                 format!(

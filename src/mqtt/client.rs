@@ -326,7 +326,7 @@ fn tls_config(
 }
 
 /// Socket options: Nagle off, or a response waits ~40 ms for the broker's delayed ACK after the
-/// command's PUBACK (measured in benches/bridge.rs: 43.7 ms → 0.8 ms per command).
+/// command's PUBACK (measured with the bridge benchmark, benches/bridge/: 43.7 ms → 0.8 ms per command).
 fn network_options() -> rumqttc::NetworkOptions {
     let mut network = rumqttc::NetworkOptions::new();
     network.set_tcp_nodelay(true);

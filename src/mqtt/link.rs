@@ -21,11 +21,11 @@ use bytes::Bytes;
 use rumqttc::QoS;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::client::{self, Client, EventLoop, Polled, TlsOptions, TryError, Version};
 use super::outbox::{CONNECTED_LIMIT, Outbox};
-use crate::backoff::Backoff;
+use crate::backoff::{Reconnect, SHORT_SESSION};
 use crate::secret::Secret;
 
 /// How to connect to the broker.
@@ -195,7 +195,7 @@ struct Inbox {
 
 /// What the producers, the outbox task and the event loop task share.
 #[derive(Default)]
-struct Shared {
+struct LinkShared {
     inbox: std::sync::Mutex<Inbox>,
     /// Wakes the outbox task: something was put in the inbox.
     wake: Notify,
@@ -219,7 +219,7 @@ const HIGH_WATER: usize = 8192;
 #[derive(Clone)]
 pub struct MqttLink {
     control: mpsc::Sender<Control>,
-    shared: Arc<Shared>,
+    shared: Arc<LinkShared>,
     connection: watch::Receiver<Connection>,
     client: Client,
     qos: QoS,
@@ -251,7 +251,7 @@ impl MqttLink {
         let (connection_tx, connection) = watch::channel(Connection::default());
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(LinkShared::default());
         let stats = Arc::new(MqttStats::default());
 
         let task = tokio::spawn(poll_loop(
@@ -422,11 +422,11 @@ async fn poll_loop(
     connection: watch::Sender<Connection>,
     inbound: mpsc::Sender<Inbound>,
     outbox: mpsc::Sender<Control>,
-    shared: Arc<Shared>,
+    shared: Arc<LinkShared>,
     stats: Arc<MqttStats>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(options.reconnect_min, options.reconnect_max);
+    let mut reconnect = Reconnect::new(options.reconnect_min, options.reconnect_max);
     let broker = format!("{}:{}", options.host, options.port);
     let mut failures: u64 = 0;
     // When the link went down, and (after a reconnect that resumed the session, until our
@@ -445,7 +445,7 @@ async fn poll_loop(
                     .take()
                     .filter(|_| session_present)
                     .map(|since| since.elapsed());
-                backoff.reset();
+                reconnect.connected();
                 failures = 0;
                 stats.connects.fetch_add(1, Ordering::Relaxed);
                 info!(%broker, client_id = %options.client_id, session_present, "connected to the MQTT broker");
@@ -483,7 +483,7 @@ async fn poll_loop(
                 down_since.get_or_insert_with(std::time::Instant::now);
                 connection.send_if_modified(|c| std::mem::replace(&mut c.connected, false));
                 failures += 1;
-                let delay = backoff.next_delay();
+                let delay = reconnect.failed();
                 let refused = error.refused;
                 let error = error.message;
                 if let Ok(mut last) = stats.last_error.lock() {
@@ -492,6 +492,25 @@ async fn poll_loop(
                 // One line per attempt; attempts are spaced by the backoff, never a hot loop.
                 if failures <= 3 || failures.is_power_of_two() || refused {
                     warn!(%broker, %error, attempt = failures, retry_in_ms = delay.as_millis() as u64, "MQTT connection failed");
+                }
+                // Accepted, then dropped at once, again and again: the broker's usual answer to
+                // a second connection with the same client id (it drops the older one).
+                let cut_short = reconnect.cut_short();
+                if cut_short >= CLIENT_ID_CLASH_AFTER && cut_short.is_power_of_two() {
+                    if let Ok(mut last) = stats.last_error.lock() {
+                        *last = Some(format!(
+                            "another client is probably using client_id '{}'",
+                            options.client_id
+                        ));
+                    }
+                    error!(
+                        %broker,
+                        client_id = %options.client_id,
+                        times = cut_short,
+                        "the broker closed the connection within {} s of accepting it, {cut_short} times in a row: another client is probably using client_id '{}' (a broker keeps one connection per client id); give each bridge its own mqtt.client_id",
+                        SHORT_SESSION.as_secs(),
+                        options.client_id
+                    );
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
@@ -517,13 +536,16 @@ async fn poll_loop(
     connection.send_modify(|c| c.connected = false);
 }
 
+/// Sessions cut short in a row before a client-id clash is reported.
+const CLIENT_ID_CLASH_AFTER: u32 = 4;
+
 /// The task that owns the [`Outbox`] and feeds rumqttc from it.
 struct OutboxTask {
     outbox: Outbox,
     client: Client,
     qos: QoS,
     stats: Arc<MqttStats>,
-    shared: Arc<Shared>,
+    shared: Arc<LinkShared>,
     event_buffer: usize,
 }
 

@@ -1,10 +1,11 @@
-//! The MQTT side: the broker link (rumqttc) and the topic tree.
+//! The broker link (rumqttc): connect, subscribe, publish with an outbox, reconnect. Topics and
+//! payloads are the caller's business (`crate::surface` names them).
 
 pub(crate) mod client;
 mod link;
 mod outbox;
-mod topics;
+mod retained;
 
 pub use client::{TlsOptions, Version};
 pub use link::{Connection, Inbound, LinkOptions, MqttLink, MqttStats, Publish, Started};
-pub use topics::{CommandTopic, Topics, sanitize_level};
+pub use retained::read_retained;

@@ -10,7 +10,7 @@
 //! - **Transient** messages (events, responses) keep their order in one queue. While the broker
 //!   is away the queue keeps at most `away_limit` (the configured `event_buffer`), dropping the
 //!   oldest; while it is connected a burst may queue up to `connected_limit`, because the
-//!   producers slow down well before that (see `MqttLink::reserve`).
+//!   producers slow down well before that (see `MqttLink::ready`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 

@@ -92,6 +92,26 @@ impl LinkState {
     pub fn is_online(&self) -> bool {
         matches!(self, LinkState::Online)
     }
+
+    /// Its name in reports (`bridge/info`, `/readyz`, the systemd status line).
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkState::Online => "online",
+            LinkState::Connecting => "connecting",
+            LinkState::Offline { .. } => "offline",
+            LinkState::AuthRefused { .. } => "auth_refused",
+            LinkState::Stopped => "stopped",
+        }
+    }
+
+    /// Why the Room is not online, when there is a reason to tell.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            LinkState::Offline { reason } => Some(reason),
+            LinkState::AuthRefused { message } => Some(message),
+            _ => None,
+        }
+    }
 }
 
 /// Counters for health and metrics.
@@ -105,30 +125,23 @@ pub struct RoomStats {
     pub unmatched_replies: AtomicU64,
 }
 
-/// A request on its way to the session task.
-pub(crate) enum Command {
-    /// A request whose reply goes back through `reply`.
-    Request {
-        method: String,
-        params: Map<String, Value>,
-        reply: oneshot::Sender<Result<Response, RoomError>>,
-    },
+/// A request on its way to the session task; its reply goes back through `reply`.
+pub(crate) struct PendingRequest {
+    pub(crate) method: String,
+    pub(crate) params: Map<String, Value>,
+    pub(crate) reply: oneshot::Sender<Result<Response, RoomError>>,
 }
 
-impl Command {
+impl PendingRequest {
     pub(crate) fn fail(self, error: RoomError) {
-        match self {
-            Command::Request { reply, .. } => {
-                let _ = reply.send(Err(error));
-            }
-        }
+        let _ = self.reply.send(Err(error));
     }
 }
 
 /// State shared by the handles and the supervisor task.
-pub(crate) struct Shared {
+pub(crate) struct ClientShared {
     pub(crate) options: RoomOptions,
-    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) commands: mpsc::Sender<PendingRequest>,
     /// Set while a session is authenticated: requests are refused at once otherwise.
     pub(crate) accepting: AtomicBool,
     pub(crate) events: broadcast::Sender<Arc<Event>>,
@@ -142,7 +155,7 @@ pub(crate) struct Shared {
     pub(crate) stats: RoomStats,
 }
 
-impl Shared {
+impl ClientShared {
     pub(crate) fn remember(&self, error: RoomError) {
         if let Ok(mut slot) = self.last_error.lock() {
             *slot = Some(error);
@@ -160,7 +173,7 @@ impl Shared {
         }
         let timeout = self.options.request_timeout;
         let (reply, rx) = oneshot::channel();
-        let command = Command::Request {
+        let command = PendingRequest {
             method: method.to_owned(),
             params,
             reply,
@@ -208,7 +221,7 @@ const COMMAND_CAPACITY: usize = 4096;
 /// clone is dropped.
 #[derive(Clone)]
 pub struct RoomClient {
-    shared: Arc<Shared>,
+    shared: Arc<ClientShared>,
     cancel: CancellationToken,
     task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
     _guard: Arc<DropGuard>,
@@ -220,7 +233,7 @@ impl RoomClient {
     pub fn start(options: RoomOptions) -> RoomClient {
         let (commands, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ClientShared {
             options,
             commands,
             accepting: AtomicBool::new(false),
@@ -584,6 +597,3 @@ impl PtzMove {
             .find(|m| m.as_str().eq_ignore_ascii_case(word.trim()))
     }
 }
-
-/// How long a session must stay up before the reconnect backoff starts over.
-pub(crate) const HEALTHY_PERIOD: Duration = Duration::from_secs(30);

@@ -56,13 +56,3 @@ pub enum RoomError {
     #[error("the Room client is stopped")]
     Stopped,
 }
-
-impl RoomError {
-    /// Whether the request may have reached the Room (so it must not be blindly retried).
-    pub fn maybe_executed(&self) -> bool {
-        matches!(
-            self,
-            RoomError::Timeout { .. } | RoomError::ConnectionLost(_)
-        )
-    }
-}

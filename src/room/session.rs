@@ -21,10 +21,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::client::{Command, HEALTHY_PERIOD, LinkState, Shared};
+use super::client::{ClientShared, LinkState, PendingRequest};
 use super::discovery::{DEFAULT_WS_PORT, discover};
 use super::error::RoomError;
-use crate::backoff::Backoff;
+use crate::backoff::Reconnect;
 use crate::protocol::{
     AppState, Event, EventKind, Incoming, MAX_FRAME_BYTES, Response, encode_request,
     parse_incoming, websocket_config,
@@ -66,12 +66,12 @@ enum End {
 
 /// Runs sessions until cancelled.
 pub(crate) async fn supervise(
-    shared: Arc<Shared>,
-    mut commands: mpsc::Receiver<Command>,
+    shared: Arc<ClientShared>,
+    mut commands: mpsc::Receiver<PendingRequest>,
     cancel: CancellationToken,
 ) {
     let options = &shared.options;
-    let mut backoff = Backoff::new(options.reconnect_min, options.reconnect_max);
+    let mut reconnect = Reconnect::new(options.reconnect_min, options.reconnect_max);
     let address = format!("{}:{}", options.host, options.port);
     // An event a session could not hand over before it ended: the next session delivers it
     // before reading anything else, so the lossless stream stays lossless and in order.
@@ -84,7 +84,7 @@ pub(crate) async fn supervise(
         };
         let delay = match attempt {
             Ok(socket) => {
-                let started = Instant::now();
+                reconnect.connected();
                 shared.stats.connects.fetch_add(1, Ordering::Relaxed);
                 info!(room = %address, "authenticated");
                 let mut session = Session::new(socket, shared.clone(), carried.take());
@@ -100,10 +100,7 @@ pub(crate) async fn supervise(
                         shared.link.send_replace(LinkState::Offline { reason });
                     }
                 }
-                if started.elapsed() >= HEALTHY_PERIOD {
-                    backoff.reset();
-                }
-                backoff.next_delay()
+                reconnect.failed()
             }
             Err(RoomError::AuthRefused { code, message }) => {
                 shared.remember(RoomError::AuthRefused {
@@ -121,7 +118,7 @@ pub(crate) async fn supervise(
             }
             Err(error) => {
                 shared.remember(error.clone());
-                let delay = backoff.next_delay();
+                let delay = reconnect.failed();
                 warn!(room = %address, %error, retry_in_ms = delay.as_millis() as u64, "cannot connect");
                 shared.link.send_replace(LinkState::Offline {
                     reason: error.to_string(),
@@ -152,7 +149,7 @@ pub(crate) async fn supervise(
 }
 
 /// Discovers the port, opens the WebSocket and authenticates, all within `connect_timeout`.
-async fn connect_and_authenticate(shared: &Shared) -> Result<Socket, RoomError> {
+async fn connect_and_authenticate(shared: &ClientShared) -> Result<Socket, RoomError> {
     let options = &shared.options;
     let address = format!("{}:{}", options.host, options.port);
     let unreachable = |reason: String| RoomError::Unreachable {
@@ -252,7 +249,7 @@ struct Pending {
 /// One authenticated connection.
 struct Session {
     socket: Socket,
-    shared: Arc<Shared>,
+    shared: Arc<ClientShared>,
     pending: HashMap<String, Pending>,
     /// Ids per method in send order, for replies without a usable id (SPEC §5.2: the Room
     /// answers the commands of one connection in order — inferred).
@@ -268,7 +265,7 @@ struct Session {
 type HeldEvent = (mpsc::Sender<Arc<Event>>, Arc<Event>);
 
 impl Session {
-    fn new(socket: Socket, shared: Arc<Shared>, held: Option<HeldEvent>) -> Session {
+    fn new(socket: Socket, shared: Arc<ClientShared>, held: Option<HeldEvent>) -> Session {
         Session {
             socket,
             shared,
@@ -282,7 +279,7 @@ impl Session {
 
     async fn run(
         &mut self,
-        commands: &mut mpsc::Receiver<Command>,
+        commands: &mut mpsc::Receiver<PendingRequest>,
         cancel: &CancellationToken,
     ) -> End {
         let keepalive = self.shared.options.keepalive;
@@ -391,14 +388,14 @@ impl Session {
     /// Writes `first` and whatever else is already queued, then flushes once.
     async fn write_batch(
         &mut self,
-        first: Command,
-        commands: &mut mpsc::Receiver<Command>,
+        first: PendingRequest,
+        commands: &mut mpsc::Receiver<PendingRequest>,
     ) -> Result<(), String> {
         let timeout = self.shared.options.request_timeout;
         let mut next = Some(first);
         let mut written = 0;
         let outcome = tokio::time::timeout(timeout, async {
-            while let Some(Command::Request {
+            while let Some(PendingRequest {
                 method,
                 params,
                 reply,
@@ -562,7 +559,7 @@ impl Session {
 }
 
 /// Reads the whole state after a (re)connect, then reports the link online.
-async fn resync(shared: Arc<Shared>) {
+async fn resync(shared: Arc<ClientShared>) {
     let requests = RESYNC
         .iter()
         .map(|method| shared.request(method, Map::new()));

@@ -1,6 +1,6 @@
-//! Topic names: built in one place, parsed in one place.
+//! The topic tree: every topic the bridge publishes or listens to is built and parsed here.
 //!
-//! Every topic the bridge publishes or listens to is spelt here. Names that come from outside
+//! Names that come from outside
 //! (event names sent by a Room) are sanitised so a misbehaving Room can never make the bridge
 //! publish to a wildcard, an empty level or a topic with NUL in it.
 //!
@@ -16,34 +16,55 @@ pub struct Topics {
     instance: Option<String>,
 }
 
-/// A command topic, parsed.
+/// A command topic, parsed: whose it is and what it asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandTopic {
-    /// `<base>/<room>/set`: a JSON object of fields.
-    Set {
-        /// Room id as written in the topic.
-        room: String,
-    },
-    /// `<base>/<room>/set/<field>`: a plain payload.
-    SetField {
-        /// Room id.
-        room: String,
-        /// Field name.
-        field: String,
-    },
-    /// `<base>/<room>/request/<method>`: any catalog method with JSON parameters.
-    Request {
-        /// Room id.
-        room: String,
-        /// API method.
-        method: String,
-    },
     /// `<base>/bridge/request/<name>` (or `<base>/bridge/<instance>/request/<name>`):
     /// bridge-level requests (`republish`, `health_check`).
     Bridge {
         /// Request name.
         name: String,
     },
+    /// A command for one room.
+    Room {
+        /// Room id as written in the topic.
+        room: String,
+        /// What it asks.
+        command: RoomCommand,
+    },
+}
+
+/// What a room command topic asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomCommand {
+    /// `<base>/<room>/set`: a JSON object of fields.
+    Set,
+    /// `<base>/<room>/set/<field>`: a plain payload.
+    SetField(String),
+    /// `<base>/<room>/request/<method>`: any catalog method with JSON parameters.
+    Request(String),
+}
+
+impl CommandTopic {
+    /// The room the command is for; `None` for bridge requests.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            CommandTopic::Bridge { .. } => None,
+            CommandTopic::Room { room, .. } => Some(room),
+        }
+    }
+
+    /// The name its response is published under: the request, `set`, the field or the method.
+    pub fn name(&self) -> &str {
+        match self {
+            CommandTopic::Bridge { name } => name,
+            CommandTopic::Room { command, .. } => match command {
+                RoomCommand::Set => "set",
+                RoomCommand::SetField(field) => field,
+                RoomCommand::Request(method) => method,
+            },
+        }
+    }
 }
 
 /// Replaces everything that must not appear in one topic level (`/`, `+`, `#`, NUL, control
@@ -221,18 +242,37 @@ impl Topics {
     }
 
     fn parse_room_command(levels: &[&str]) -> Option<CommandTopic> {
-        match levels {
-            [room, "set"] => Some(CommandTopic::Set {
-                room: (*room).to_owned(),
-            }),
-            [room, "set", field] => Some(CommandTopic::SetField {
-                room: (*room).to_owned(),
-                field: (*field).to_owned(),
-            }),
-            [room, "request", method] => Some(CommandTopic::Request {
-                room: (*room).to_owned(),
-                method: (*method).to_owned(),
-            }),
+        let (room, command) = match levels {
+            [room, "set"] => (room, RoomCommand::Set),
+            [room, "set", field] => (room, RoomCommand::SetField((*field).to_owned())),
+            [room, "request", method] => (room, RoomCommand::Request((*method).to_owned())),
+            _ => return None,
+        };
+        Some(CommandTopic::Room {
+            room: (*room).to_owned(),
+            command,
+        })
+    }
+
+    /// Filters for reading what the bridge holds retained: its state, each room's availability
+    /// and JSON state (`status`).
+    pub fn status_filters(&self) -> Vec<String> {
+        vec![
+            self.bridge_state(),
+            format!("{}/+/availability", self.base),
+            format!("{}/+", self.base),
+        ]
+    }
+
+    /// Reads a topic of [`Topics::status_filters`]: `(room, None)` for a room's JSON state,
+    /// `(room, Some(field))` for one of its per-room topics; `None` for the bridge's own topics
+    /// and anything else.
+    pub fn parse_room_topic<'t>(&self, topic: &'t str) -> Option<(&'t str, Option<&'t str>)> {
+        let rest = topic.strip_prefix(&self.base)?.strip_prefix('/')?;
+        match rest.split('/').collect::<Vec<_>>().as_slice() {
+            ["bridge", ..] => None,
+            [room] => Some((room, None)),
+            [room, field] => Some((room, Some(field))),
             _ => None,
         }
     }
@@ -252,17 +292,17 @@ mod tests {
         assert_eq!(t.event("r", "a/b+#"), "trueconf/r/event/a_b__");
         assert_eq!(t.event("r", ""), "trueconf/r/event/_");
         assert_eq!(
-            t.parse_command("trueconf/r1/set/mic_muted"),
-            Some(CommandTopic::SetField {
+            t.parse_command("trueconf/r1/set/some_field"),
+            Some(CommandTopic::Room {
                 room: "r1".into(),
-                field: "mic_muted".into()
+                command: RoomCommand::SetField("some_field".into())
             })
         );
         assert_eq!(
             t.parse_command("trueconf/r1/request/getAppState"),
-            Some(CommandTopic::Request {
+            Some(CommandTopic::Room {
                 room: "r1".into(),
-                method: "getAppState".into()
+                command: RoomCommand::Request("getAppState".into())
             })
         );
         assert_eq!(t.parse_command("trueconf/r1/state"), None);
@@ -318,7 +358,10 @@ mod tests {
         assert_eq!(t.parse_command("trueconf/bridge/set"), None);
         assert_eq!(
             t.parse_command("trueconf/r1/set"),
-            Some(CommandTopic::Set { room: "r1".into() })
+            Some(CommandTopic::Room {
+                room: "r1".into(),
+                command: RoomCommand::Set
+            })
         );
     }
 

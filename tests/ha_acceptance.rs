@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use trueconf2mqtt::bridge::{self, BridgeOptions};
-use trueconf2mqtt::homeassistant::{DiscoveryContext, entity_topics};
+use trueconf2mqtt::homeassistant::{
+    DiscoveryContext, DiscoveryMode, HaOptions, entity_topics, mode_topics,
+};
 use trueconf2mqtt::protocol::AppState;
 use trueconf2mqtt::simulator::{SimConfig, SimRoom};
 
@@ -33,28 +35,40 @@ use common::{
 use ha::{HaInstall, HomeAssistant, WAIT};
 
 const ROOM: &str = "boardroom";
-const ROOM_NAME: &str = "Boardroom";
+/// A display name entity ids must not depend on (they come from the room id).
+const ROOM_NAME: &str = "Переговорная";
 // ----- the bridge -----------------------------------------------------------------------------
 
-fn bridge_options(broker_port: u16, room: &SimRoom) -> BridgeOptions {
+fn bridge_options(broker_port: u16, room: &SimRoom, mode: DiscoveryMode) -> BridgeOptions {
     let room_options = test_room_options(room.http_port()).with_pin("4321");
-    test_bridge_options(
+    let mut options = test_bridge_options(
         test_link_options(broker_port, "trueconf2mqtt-ha-acceptance"),
         vec![room_entry(ROOM, ROOM_NAME, room_options)],
-    )
+    );
+    options.homeassistant = HaOptions {
+        mode,
+        areas: [(ROOM.to_owned(), AREA.to_owned())].into(),
+    };
+    options
 }
 
-/// `(component, object)` of every entity the bridge announces for the Room.
-fn expected_entities() -> Vec<(String, String)> {
-    let ctx = DiscoveryContext {
+/// The area the configuration suggests for the Room's device.
+const AREA: &str = "Floor 3";
+
+fn ctx() -> DiscoveryContext<'static> {
+    DiscoveryContext {
         base_topic: "trueconf",
         prefix: "homeassistant",
         room_id: ROOM,
         room_name: ROOM_NAME,
         host: "127.0.0.1",
         bridge_version: env!("CARGO_PKG_VERSION"),
-    };
-    entity_topics(&ctx)
+    }
+}
+
+/// `(component, object)` of every entity the bridge announces for the Room.
+fn expected_entities() -> Vec<(String, String)> {
+    entity_topics(&ctx())
         .iter()
         .map(|topic| {
             let levels: Vec<&str> = topic.split('/').collect();
@@ -87,8 +101,8 @@ async fn registered(ha: &mut HomeAssistant) -> (BTreeMap<(String, String), Strin
     (found, device)
 }
 
-/// The entity ids docs/home-assistant.md documents (its Entities section) for the room named
-/// Boardroom: every `` `component.boardroom_…` `` there, with the `` `_suffix` `` shorthand expanded
+/// The entity ids docs/home-assistant.md documents (its Entities section) for the room with id
+/// `boardroom`: every `` `component.boardroom_…` `` there, with the `` `_suffix` `` shorthand expanded
 /// after the id it follows.
 fn documented_entity_ids() -> BTreeSet<String> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/home-assistant.md");
@@ -106,9 +120,8 @@ fn documented_entity_ids() -> BTreeSet<String> {
                 ids.insert(format!("{prefix}_{suffix}"));
             } else {
                 let (component, object) = token.split_once('.').expect("component.object");
-                let device = ROOM_NAME.to_lowercase();
-                assert!(object.starts_with(&device), "documented id {token}");
-                prefix = format!("{component}.{device}");
+                assert!(object.starts_with(ROOM), "documented id {token}");
+                prefix = format!("{component}.{ROOM}");
                 ids.insert(token.to_owned());
             }
         }
@@ -181,7 +194,7 @@ struct Setup {
     ha_up: Duration,
 }
 
-async fn set_up(install: HaInstall) -> Setup {
+async fn set_up(install: HaInstall, mode: DiscoveryMode) -> Setup {
     let started = Instant::now();
     let broker = Broker::start();
     let probe = Probe::connect(
@@ -189,6 +202,7 @@ async fn set_up(install: HaInstall) -> Setup {
         &[
             "homeassistant/status",
             "homeassistant/+/trueconf2mqtt_boardroom/+/config",
+            "homeassistant/device/trueconf2mqtt_boardroom/config",
             "trueconf/boardroom/availability",
         ],
     )
@@ -201,7 +215,7 @@ async fn set_up(install: HaInstall) -> Setup {
     .await
     .expect("simulator");
     let shutdown = CancellationToken::new();
-    let running = bridge::start(bridge_options(broker.port, &room), shutdown.clone());
+    let running = bridge::start(bridge_options(broker.port, &room, mode), shutdown.clone());
     probe
         .wait_value("trueconf/boardroom/availability", "online", WAIT)
         .await;
@@ -220,6 +234,28 @@ async fn set_up(install: HaInstall) -> Setup {
     assert_eq!(device["name"], ROOM_NAME, "{device}");
     assert_eq!(device["manufacturer"], "TrueConf", "{device}");
     assert_eq!(device["model"], "TrueConf Room", "{device}");
+    assert_eq!(
+        device["sw_version"], "5.0.2.1043",
+        "the Room's version: {device}"
+    );
+    assert!(
+        device["configuration_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+        "{device}"
+    );
+    let areas = ha
+        .websocket()
+        .await
+        .call("config/area_registry/list", json!({}))
+        .await;
+    let suggested = areas
+        .as_array()
+        .expect("areas")
+        .iter()
+        .find(|a| a["name"] == AREA)
+        .unwrap_or_else(|| panic!("no area {AREA} among {areas}"));
+    assert_eq!(device["area_id"], suggested["area_id"], "{device}");
     wait_availability(&mut ha, &entities, true).await;
     Setup {
         broker,
@@ -271,7 +307,7 @@ async fn the_oldest_supported_home_assistant_sees_and_drives_the_room() {
         device: _device,
         started,
         ha_up,
-    } = set_up(HaInstall::oldest()).await;
+    } = set_up(HaInstall::oldest(), DiscoveryMode::Entity).await;
     ha.wait_value(&entities.id("sensor", "app_state"), "normal")
         .await;
     let mic = entities.id("switch", "mic_muted");
@@ -319,7 +355,7 @@ async fn the_current_home_assistant_sees_and_drives_the_room() {
         device,
         started,
         ha_up,
-    } = set_up(install).await;
+    } = set_up(install, DiscoveryMode::Device).await;
 
     // ----- 1. the Room's states ---------------------------------------------------------------
 
@@ -356,7 +392,7 @@ async fn the_current_home_assistant_sees_and_drives_the_room() {
         "{in_call}"
     );
     assert_eq!(
-        in_call["attributes"]["friendly_name"], "Boardroom In call",
+        in_call["attributes"]["friendly_name"], "Переговорная In call",
         "{in_call}"
     );
 
@@ -504,7 +540,7 @@ async fn the_current_home_assistant_sees_and_drives_the_room() {
     common::wait_until(
         WAIT,
         "discovery republished after the birth message",
-        || configs_after_birth() >= expected_entities().len(),
+        || configs_after_birth() >= mode_topics(DiscoveryMode::Device, &ctx()).len(),
     )
     .await;
     // And Home Assistant still drives the Room.
@@ -538,6 +574,137 @@ async fn the_current_home_assistant_sees_and_drives_the_room() {
          whole test {:.1?}",
         ha_up,
         restart_took,
+        started.elapsed()
+    );
+}
+
+/// Upgrading from per-entity configs (an earlier release, or `discovery_mode = "entity"`) to the
+/// device config on the current Home Assistant: the bridge migrates on start, and what the user
+/// changed in Home Assistant (an entity renamed and put in an area, another one's entity id)
+/// stays; no entity is orphaned or duplicated, and the Room is driven as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_entity_configs_migrate_to_a_device_config_keeping_what_the_user_changed() {
+    let Some(install) = HaInstall::current(
+        "per_entity_configs_migrate_to_a_device_config_keeping_what_the_user_changed",
+    ) else {
+        return;
+    };
+    let started = Instant::now();
+    let broker = Broker::start();
+    let probe = Probe::connect(broker.port, &["homeassistant/#"]).await;
+    let room = SimRoom::start(SimConfig {
+        pin: Some("4321".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+
+    // ----- before: per-entity configs; the user customises ----------------------------------
+    let mut old = common::Running::start(bridge_options(broker.port, &room, DiscoveryMode::Entity));
+    let mut ha = HomeAssistant::new(install, broker.port);
+    ha.start_and_onboard().await;
+    ha.add_mqtt().await;
+    let (before, device_before) = registered(&mut ha).await;
+    let entities = Entities(before.clone());
+    let mic = entities.id("switch", "mic_muted");
+    let camera = entities.id("select", "camera");
+    let mut ws = ha.websocket().await;
+    let area = ws
+        .call("config/area_registry/create", json!({"name": "Podium"}))
+        .await["area_id"]
+        .as_str()
+        .expect("area_id")
+        .to_owned();
+    ws.call(
+        "config/entity_registry/update",
+        json!({"entity_id": mic, "name": "Podium microphone", "area_id": area}),
+    )
+    .await;
+    ws.call(
+        "config/entity_registry/update",
+        json!({"entity_id": camera, "new_entity_id": "select.podium_camera"}),
+    )
+    .await;
+    drop(ws);
+    let (customised, _) = registered(&mut ha).await;
+    assert_eq!(
+        customised[&("select".into(), "camera".into())],
+        "select.podium_camera"
+    );
+
+    // ----- the upgrade: the new release starts with device discovery --------------------------
+    old.stop().await;
+    let old_topics = entity_topics(&ctx());
+    let mut new = common::Running::start(bridge_options(broker.port, &room, DiscoveryMode::Device));
+    let device_topic = mode_topics(DiscoveryMode::Device, &ctx()).remove(0);
+    probe
+        .wait_latest(&device_topic, WAIT, |p| p.contains("\"components\""))
+        .await;
+    for topic in &old_topics {
+        probe.wait_latest(topic, WAIT, str::is_empty).await;
+    }
+    // Marker on every old topic, then clearing, then the device config (src/homeassistant/device.rs).
+    let sequence: Vec<(String, String)> = probe
+        .messages()
+        .into_iter()
+        .filter(|m| m.topic == device_topic || old_topics.contains(&m.topic))
+        .map(|m| (m.topic, m.payload))
+        .collect();
+    let device_at = sequence
+        .iter()
+        .position(|(t, _)| *t == device_topic)
+        .expect("the device config");
+    for topic in &old_topics {
+        let marker = sequence
+            .iter()
+            .position(|(t, p)| t == topic && p.contains("migrate_discovery"));
+        let cleared = sequence
+            .iter()
+            .rposition(|(t, p)| t == topic && p.is_empty());
+        assert!(
+            marker.is_some_and(|m| m < device_at)
+                && cleared.is_some_and(|c| marker.is_some_and(|m| m < c) && c < device_at),
+            "{topic}: marker {marker:?}, device config {device_at}, cleared {cleared:?}"
+        );
+    }
+
+    // ----- after: same entities, same ids, what the user set is kept ------------------------
+    let (after, device_after) = registered(&mut ha).await;
+    assert_eq!(after, customised, "every entity keeps its entity id");
+    assert_eq!(device_after["id"], device_before["id"], "the same device");
+    let mut ws = ha.websocket().await;
+    let renamed = ws
+        .call("config/entity_registry/get", json!({"entity_id": mic}))
+        .await;
+    assert_eq!(renamed["name"], "Podium microphone", "{renamed}");
+    assert_eq!(renamed["area_id"], area, "{renamed}");
+    let all = ws.call("config/entity_registry/list", json!({})).await;
+    let mqtt: Vec<&Value> = all
+        .as_array()
+        .expect("entity list")
+        .iter()
+        .filter(|e| e["platform"] == "mqtt")
+        .collect();
+    assert_eq!(
+        mqtt.len(),
+        expected_entities().len(),
+        "no duplicated or orphaned MQTT entity: {:?}",
+        mqtt.iter().map(|e| &e["entity_id"]).collect::<Vec<_>>()
+    );
+    drop(ws);
+    let entities = Entities(after);
+    wait_availability(&mut ha, &entities, true).await;
+    ha.service("switch", "turn_on", json!({"entity_id": mic}))
+        .await;
+    room.wait_for(|s| s.mic_muted, WAIT)
+        .await
+        .expect("the renamed switch still drives the Room");
+    ha.wait_value(&mic, "on").await;
+    assert_no_mqtt_problems(&ha, "ha_acceptance (migration)");
+    new.stop().await;
+    ha.stop().await;
+    eprintln!(
+        "ha_acceptance (migration): whole test {:.1?}",
         started.elapsed()
     );
 }

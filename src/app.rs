@@ -20,6 +20,14 @@ pub fn bridge_options(settings: &Settings) -> Result<BridgeOptions, String> {
         mqtt: link_options(mqtt)?,
         base_topic: mqtt.base_topic.clone(),
         discovery_prefix: mqtt.discovery.then(|| mqtt.discovery_prefix.clone()),
+        homeassistant: crate::homeassistant::HaOptions {
+            mode: settings.homeassistant.discovery_mode,
+            areas: settings
+                .rooms
+                .iter()
+                .filter_map(|room| Some((room.id.clone(), room.area.clone()?)))
+                .collect(),
+        },
         max_payload_bytes: mqtt.max_payload_bytes,
         command_max_age: mqtt.command_max_age,
         rooms: settings

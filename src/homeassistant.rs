@@ -1,12 +1,15 @@
 //! Home Assistant MQTT discovery for one Room: pure functions, no I/O.
 //!
-//! One HA device per Room, per-entity discovery topics
-//! `<prefix>/<component>/trueconf2mqtt_<room>/<object>/config`, payloads with full (unabbreviated)
-//! keys. `tests/ha_discovery.rs` checks every payload against Home Assistant 2024.3.3's own
-//! discovery schemas and runs them in a live, in-process Home Assistant fed with the bridge's real
+//! One HA device per Room, announced with one device config (`discovery_mode = "device"`, the
+//! default; see [`device_message`], and [`switch_messages`] for the move between modes) or with
+//! per-entity discovery topics `<prefix>/<component>/trueconf2mqtt_<room>/<object>/config`
+//! (`"entity"`), payloads with full (unabbreviated) keys. Entity ids derive from the room id and
+//! the entity (`default_entity_id`, and `object_id` for Home Assistant before 2025.10), never from
+//! display names. `tests/ha_discovery.rs` checks every per-entity payload against Home Assistant
+//! 2024.3.3's own discovery schemas and runs them in a live, in-process Home Assistant fed with the bridge's real
 //! state document (see `scripts/ha-venv.sh`); payloads are kept compatible with newer releases
-//! (no `object_id`, sensor `options` only with `device_class: enum`, no `entity_category` on
-//! event entities, commands never retained).
+//! (sensor `options` only with `device_class: enum`, no `entity_category` on event entities,
+//! commands never retained); CI runs them in a real Home Assistant 2026.11 too.
 //!
 //! The entities read the topics the bridge publishes:
 //! `<base>/bridge/state` and `<base>/<room>/availability` (`online`/`offline`), the JSON state
@@ -22,8 +25,15 @@
 use serde_json::{Map, Value, json};
 
 use crate::room::RoomState;
+
+mod device;
+
 use crate::surface::Topics;
 use crate::surface::fields::{self, Component, FIELDS, Field, HaEntity, Kind, Setter};
+pub use device::{
+    DiscoveryMode, HaOptions, MIGRATE_PAYLOAD, device_message, device_topic, is_other_mode_topic,
+    mode_topics, room_messages, switch_messages,
+};
 
 /// Longest state Home Assistant accepts for an entity (characters).
 pub const MAX_STATE_CHARS: usize = 255;
@@ -99,9 +109,8 @@ pub fn node_id(ctx: &DiscoveryContext) -> String {
 struct Entity {
     component: &'static str,
     object: &'static str,
+    /// With `availability` when the entity has its own instead of bridge + Room availability.
     config: Map<String, Value>,
-    /// Uses its own availability instead of bridge + Room availability.
-    own_availability: bool,
 }
 
 fn obj(value: Value) -> Map<String, Value> {
@@ -262,7 +271,6 @@ impl EventEntity {
                 "event_types": [self.event_type],
                 "value_template": object_template(&pairs),
             })),
-            own_availability: false,
         }
     }
 }
@@ -439,7 +447,6 @@ fn field_entity(room: &str, t: &Topics, field: &Field, e: &HaEntity, state: &Roo
         component: e.component.platform(),
         object: e.object,
         config,
-        own_availability: false,
     }
 }
 
@@ -457,7 +464,6 @@ fn room_connected(room: &str, t: &Topics, bridge_state: &str) -> Entity {
             "payload_off": "offline",
             "availability": [{ "topic": bridge_state }],
         })),
-        own_availability: true,
     }
 }
 
@@ -519,8 +525,9 @@ fn config_topic(ctx: &DiscoveryContext, component: &str, object: &str) -> String
     )
 }
 
-/// Discovery configs for every entity of the Room, built from what `state` knows (device lists
-/// for the selects, Room version and web port for the device block). Publish them retained.
+/// Discovery configs for every entity of the Room, one topic per entity (`discovery_mode =
+/// "entity"`), built from what `state` knows (device lists for the selects, Room version and web
+/// port for the device block). Publish them retained.
 pub fn discovery_messages(ctx: &DiscoveryContext, state: &RoomState) -> Vec<DiscoveryMessage> {
     discovery_messages_via(ctx, state, None)
 }
@@ -533,13 +540,38 @@ pub fn discovery_messages_via(
     state: &RoomState,
     bridge_state: Option<&str>,
 ) -> Vec<DiscoveryMessage> {
+    per_entity_messages(ctx, state, bridge_state, None)
+}
+
+/// The Room's entities as Home Assistant sees them, before they are put into one or several
+/// configs: the device block, the origin, the availability most of them share, and each entity's
+/// own config (with `unique_id` and the keys that make its entity id).
+pub(crate) struct Rendered {
+    pub device: Value,
+    pub origin: Value,
+    pub availability: Value,
+    /// `(component, object, config)`; a config with `availability` keeps its own.
+    pub entities: Vec<(&'static str, &'static str, Map<String, Value>)>,
+}
+
+/// Renders every entity of the Room; `area` is the device's `suggested_area`.
+pub(crate) fn render(
+    ctx: &DiscoveryContext,
+    state: &RoomState,
+    bridge_state: Option<&str>,
+    area: Option<&str>,
+) -> Rendered {
     let t = Topics::new(ctx.base_topic);
     let bridge_state = bridge_state.map_or_else(|| t.bridge_state(), str::to_owned);
     let node = node_id(ctx);
-    let device = device_block(ctx, state);
-    let origin = origin_block(ctx);
-    let availability = json!([{ "topic": bridge_state }, { "topic": t.availability(ctx.room_id) }]);
-    entities(ctx, state, &t, &bridge_state)
+    let mut device = device_block(ctx, state);
+    if let (Some(area), Some(block)) = (
+        area.filter(|a| !a.trim().is_empty()),
+        device.as_object_mut(),
+    ) {
+        block.insert("suggested_area".into(), json!(area.trim()));
+    }
+    let entities = entities(ctx, state, &t, &bridge_state)
         .into_iter()
         .map(|e| {
             let mut config = e.config;
@@ -547,18 +579,72 @@ pub fn discovery_messages_via(
                 "unique_id".into(),
                 json!(format!("{node}_{}", id_part(e.object))),
             );
-            config.insert("device".into(), device.clone());
-            config.insert("origin".into(), origin.clone());
-            if !e.own_availability {
-                config.insert("availability".into(), availability.clone());
+            // The entity id comes from the room id and the entity, never from display names:
+            // `default_entity_id` for Home Assistant 2025.10 and later, `object_id` before
+            // (ignored from 2026.4; both together draw no warning from 2024.3 to 2026.11).
+            let object_id = entity_object_id(ctx.room_id, e.object);
+            config.insert(
+                "default_entity_id".into(),
+                json!(format!("{}.{object_id}", e.component)),
+            );
+            config.insert("object_id".into(), json!(object_id));
+            (e.component, e.object, config)
+        })
+        .collect();
+    Rendered {
+        device,
+        origin: origin_block(ctx),
+        availability: json!([{ "topic": bridge_state }, { "topic": t.availability(ctx.room_id) }]),
+        entities,
+    }
+}
+
+/// One config per entity, each carrying the device, origin and availability.
+pub(crate) fn per_entity_messages(
+    ctx: &DiscoveryContext,
+    state: &RoomState,
+    bridge_state: Option<&str>,
+    area: Option<&str>,
+) -> Vec<DiscoveryMessage> {
+    let r = render(ctx, state, bridge_state, area);
+    r.entities
+        .into_iter()
+        .map(|(component, object, mut config)| {
+            config.insert("device".into(), r.device.clone());
+            config.insert("origin".into(), r.origin.clone());
+            if !config.contains_key("availability") {
+                config.insert("availability".into(), r.availability.clone());
                 config.insert("availability_mode".into(), json!("all"));
             }
             DiscoveryMessage {
-                topic: config_topic(ctx, e.component, e.object),
+                topic: config_topic(ctx, component, object),
                 payload: Value::Object(config).to_string(),
             }
         })
         .collect()
+}
+
+/// The object part of an entity id: `<room id>_<object>`, lowercase, `[a-z0-9_]`, no doubled,
+/// leading or trailing `_` (what Home Assistant accepts in an entity id).
+pub fn entity_object_id(room_id: &str, object: &str) -> String {
+    let raw = format!("{room_id}_{object}").to_lowercase();
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            c
+        } else {
+            '_'
+        };
+        if c != '_' || !(out.is_empty() || out.ends_with('_')) {
+            out.push(c);
+        }
+    }
+    let out = out.trim_end_matches('_');
+    if out.is_empty() {
+        "trueconf_room".to_owned()
+    } else {
+        out.to_owned()
+    }
 }
 
 /// Every config topic this module can publish for the Room (independent of the Room state).
@@ -789,7 +875,10 @@ mod tests {
             );
             let v: Value = serde_json::from_str(&m.payload).unwrap();
             assert!(v.get("retain").is_none());
-            assert!(v.get("object_id").is_none());
+            // Both entity-id keys, consistent with each other.
+            let object_id = v["object_id"].as_str().unwrap();
+            let component = m.topic.split('/').nth(1).unwrap();
+            assert_eq!(v["default_entity_id"], format!("{component}.{object_id}"));
         }
     }
 

@@ -30,6 +30,7 @@ async fn a_burst_while_the_broker_is_up_arrives_complete_and_in_order() {
         },
         base_topic: "trueconf".into(),
         discovery_prefix: None,
+        homeassistant: Default::default(),
         max_payload_bytes: 4096,
         command_max_age: Duration::from_secs(30),
         rooms: vec![RoomEntry {

@@ -137,6 +137,14 @@ async fn startup_publishes_availability_state_discovery_and_info() {
         .await;
     let info: Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["rooms"][ROOM]["state"], "online");
+    // Discovery follows the start's read of retained configs (a migration check), so it may
+    // come a moment after the state.
+    let is_config =
+        |m: &common::Message| m.topic.starts_with("homeassistant/") && m.topic.ends_with("/config");
+    common::wait_until(WAIT, "discovery configs", || {
+        h.probe.messages().iter().filter(|m| is_config(m)).count() >= 20
+    })
+    .await;
     let configs: Vec<_> = h
         .probe
         .messages()

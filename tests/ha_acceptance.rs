@@ -1,642 +1,74 @@
-//! Acceptance test against a real Home Assistant: a `hass` process (2024.3.3, from
-//! `scripts/ha-venv.sh`), a real mosquitto, the bridge and the simulated Room.
+//! Acceptance test against a real Home Assistant: a `hass` process, a real mosquitto, the bridge
+//! and the simulated Room; Home Assistant is onboarded and given the MQTT integration over its
+//! REST API, and everything is checked through Home Assistant's own API (`tests/common/ha.rs`).
 //!
-//! Home Assistant starts from an almost empty configuration directory, is onboarded through its
-//! REST API (first user → auth code → access token), gets the MQTT integration through the
-//! config-flow endpoints, and from then on everything is checked through Home Assistant's own
-//! API (`/api/states`, `/api/services`, the websocket registries): the device and its entities,
-//! commands from Home Assistant reaching the Room, Room changes reaching Home Assistant, the Room
-//! going away and coming back, and a restart of Home Assistant while the bridge keeps running.
+//! - On the current Home Assistant (2026.11, `scripts/ha-current.sh`): the device and all its
+//!   entities with the ids docs/home-assistant.md documents, commands from Home Assistant reaching
+//!   the Room, Room changes reaching Home Assistant (an incoming call: ringing and the event), the
+//!   Room going away and coming back, and a restart of Home Assistant while the bridge keeps
+//!   running.
+//! - On the oldest supported one (2024.3.3, `scripts/ha-venv.sh`), a shorter pass: the device,
+//!   the documented entity ids, one command each way.
 //!
-//! The interpreter is `$TRUECONF2MQTT_HA_PYTHON` or `target/ha-venv/bin/python`. Everything
-//! listens on 127.0.0.1 only.
+//! Everything listens on 127.0.0.1 only; the current Home Assistant runs in a network namespace
+//! of its own.
 
 mod common;
+#[path = "common/ha.rs"]
+mod ha;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 use trueconf2mqtt::bridge::{self, BridgeOptions};
-use trueconf2mqtt::homeassistant::{DiscoveryContext, entity_topics};
+use trueconf2mqtt::homeassistant::{
+    DiscoveryContext, DiscoveryMode, HaOptions, entity_topics, mode_topics,
+};
 use trueconf2mqtt::protocol::AppState;
 use trueconf2mqtt::simulator::{SimConfig, SimRoom};
 
 use common::{
-    Broker, Probe, free_port, room_entry, test_bridge_options, test_link_options, test_room_options,
+    Broker, Probe, room_entry, test_bridge_options, test_link_options, test_room_options,
 };
+use ha::{HaInstall, HomeAssistant, WAIT};
 
 const ROOM: &str = "boardroom";
-const ROOM_NAME: &str = "Boardroom";
-/// Bound on every wait for Home Assistant to reflect something.
-const WAIT: Duration = Duration::from_secs(20);
-/// Bound on Home Assistant's start (it takes 5–15 s).
-const HA_START: Duration = Duration::from_secs(90);
-/// Bound on one HTTP exchange with Home Assistant.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn manifest_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn ha_python() -> PathBuf {
-    let python = std::env::var_os("TRUECONF2MQTT_HA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir().join("target/ha-venv/bin/python"));
-    assert!(
-        python.exists(),
-        "Home Assistant venv not found at {}: run scripts/ha-venv.sh first \
-         (or set TRUECONF2MQTT_HA_PYTHON to a python with homeassistant==2024.3.3 and the \
-         requirements of its default integrations)",
-        python.display()
-    );
-    python
-}
-
-// ----- a tiny HTTP/1.1 client (one request per connection) ------------------------------------
-
-struct Response {
-    status: u16,
-    body: String,
-}
-
-impl Response {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let Ok(size) = usize::from_str_radix(size_text, 16) else {
-            return out;
-        };
-        body = &body[line_end + 2..];
-        if size == 0 || body.len() < size {
-            out.extend_from_slice(&body[..size.min(body.len())]);
-            return out;
-        }
-        out.extend_from_slice(&body[..size]);
-        body = body.get(size + 2..).unwrap_or_default();
-    }
-}
-
-async fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<(&str, String)>,
-) -> std::io::Result<Response> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-             Accept: application/json\r\n"
-        );
-        if let Some(token) = token {
-            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        let body = body.map(|(content_type, text)| {
-            request.push_str(&format!(
-                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-                text.len()
-            ));
-            text
-        });
-        request.push_str("\r\n");
-        if let Some(body) = body {
-            request.push_str(&body);
-        }
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| std::io::Error::other("no HTTP header end"))?;
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("bad status line: {head}")))?;
-        let mut body = raw[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = dechunk(&body);
-        }
-        Ok(Response {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
-    };
-    tokio::time::timeout(HTTP_TIMEOUT, exchange)
-        .await
-        .unwrap_or_else(|_| Err(std::io::Error::other("HTTP exchange timed out")))
-}
-
-fn form_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-// ----- the Home Assistant process -------------------------------------------------------------
-
-/// A `hass` process in a temporary config directory; killed when dropped.
-struct HomeAssistant {
-    python: PathBuf,
-    /// The config directory; kept (not deleted) when the test fails.
-    config: Option<tempfile::TempDir>,
-    port: u16,
-    child: Option<Child>,
-    runs: u32,
-    token: String,
-    refresh_token: String,
-}
-
-impl HomeAssistant {
-    fn new(python: PathBuf) -> HomeAssistant {
-        let config = tempfile::Builder::new()
-            .prefix("ha-acceptance-")
-            .tempdir()
-            .expect("temp dir");
-        let port = free_port();
-        // Fixed core settings: nothing to detect (no network), metric, UTC.
-        let yaml = format!(
-            "homeassistant:\n  name: Acceptance\n  latitude: 52.52\n  longitude: 13.40\n  \
-             elevation: 34\n  unit_system: metric\n  time_zone: UTC\n  currency: EUR\n  \
-             country: DE\nhttp:\n  server_host: 127.0.0.1\n  server_port: {port}\n\
-             logger:\n  default: info\n"
-        );
-        std::fs::write(config.path().join("configuration.yaml"), yaml)
-            .expect("write configuration.yaml");
-        HomeAssistant {
-            python,
-            config: Some(config),
-            port,
-            child: None,
-            runs: 0,
-            token: String::new(),
-            refresh_token: String::new(),
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        self.config.as_ref().expect("config dir").path()
-    }
-
-    fn client_id(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir().join(format!("run-{}.log", self.runs))
-    }
-
-    /// The last `lines` lines of the current run's output that are not INFO or DEBUG records
-    /// (warnings, errors, tracebacks).
-    fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let notable: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.contains(" INFO (") && !l.contains(" DEBUG ("))
-            .collect();
-        notable[notable.len().saturating_sub(lines)..].join("\n")
-    }
-
-    fn spawn(&mut self) {
-        self.runs += 1;
-        let log = std::fs::File::create(self.log_path()).expect("HA log file");
-        let child = Command::new(&self.python)
-            .args(["-m", "homeassistant", "--config"])
-            .arg(self.dir())
-            .arg("--skip-pip")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {}: {e}", self.python.display()));
-        self.child = Some(child);
-    }
-
-    fn assert_alive(&mut self, what: &str) {
-        if let Some(child) = self.child.as_mut()
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            panic!(
-                "Home Assistant exited ({status}) while {what}; its output ends with:\n{}",
-                self.log_tail(40)
-            );
-        }
-    }
-
-    /// Polls until `probe` returns `Some`, checking that the process lives.
-    async fn poll<T, F, Fut>(&mut self, timeout: Duration, what: &str, mut probe: F) -> T
-    where
-        F: FnMut(u16, String) -> Fut,
-        Fut: std::future::Future<Output = Option<T>>,
-    {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.assert_alive(what);
-            if let Some(value) = probe(self.port, self.token.clone()).await {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} {what}; Home Assistant's output ends with:\n{}",
-                self.log_tail(40)
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// First start: waits for the HTTP API, creates the owner through onboarding and gets a
-    /// token.
-    async fn start_and_onboard(&mut self) {
-        self.spawn();
-        let steps = self
-            .poll(
-                HA_START,
-                "waiting for the onboarding API",
-                |port, _| async move {
-                    let r = http(port, "GET", "/api/onboarding", None, None)
-                        .await
-                        .ok()?;
-                    (r.status == 200).then(|| r.json())
-                },
-            )
-            .await;
-        assert_eq!(steps[0]["step"], "user", "{steps}");
-        assert_eq!(steps[0]["done"], false, "{steps}");
-        let user = json!({
-            "client_id": self.client_id(),
-            "name": "Acceptance",
-            "username": "acceptance",
-            "password": "acceptance-password",
-            "language": "en",
-        });
-        let r = http(
-            self.port,
-            "POST",
-            "/api/onboarding/users",
-            None,
-            Some(("application/json", user.to_string())),
-        )
-        .await
-        .expect("onboarding user");
-        assert_eq!(r.status, 200, "onboarding user: {}", r.body);
-        let code = r.json()["auth_code"]
-            .as_str()
-            .expect("auth_code")
-            .to_owned();
-        let form = format!(
-            "grant_type=authorization_code&code={}&client_id={}",
-            form_encode(&code),
-            form_encode(&self.client_id())
-        );
-        let tokens = self.token_request(form).await;
-        self.refresh_token = tokens["refresh_token"]
-            .as_str()
-            .expect("refresh_token")
-            .to_owned();
-        self.wait_running().await;
-    }
-
-    async fn token_request(&mut self, form: String) -> Value {
-        let r = http(
-            self.port,
-            "POST",
-            "/auth/token",
-            None,
-            Some(("application/x-www-form-urlencoded", form)),
-        )
-        .await
-        .expect("token request");
-        assert_eq!(r.status, 200, "/auth/token: {}", r.body);
-        let tokens = r.json();
-        self.token = tokens["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_owned();
-        tokens
-    }
-
-    /// Waits until `/api/config` reports the core `RUNNING` (every integration set up).
-    async fn wait_running(&mut self) {
-        self.poll(
-            HA_START,
-            "waiting for Home Assistant to run",
-            |port, token| async move {
-                let r = http(port, "GET", "/api/config", Some(&token), None)
-                    .await
-                    .ok()?;
-                (r.status == 200 && r.json()["state"] == "RUNNING").then_some(())
-            },
-        )
-        .await;
-    }
-
-    /// Stops Home Assistant like a service manager would (SIGTERM, bounded), so it saves its
-    /// storage; SIGKILL if it does not stop in time.
-    async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                eprintln!("Home Assistant did not stop within 30 s of SIGTERM: killing it");
-                let _ = child.kill();
-                let _ = child.wait();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Starts again with the same config directory, refreshes the token, waits until running.
-    async fn restart(&mut self) {
-        self.stop().await;
-        self.spawn();
-        let form = format!(
-            "grant_type=refresh_token&refresh_token={}&client_id={}",
-            form_encode(&self.refresh_token),
-            form_encode(&self.client_id())
-        );
-        let access = self
-            .poll(
-                HA_START,
-                "waiting for /auth/token after the restart",
-                |port, _| {
-                    let form = form.clone();
-                    async move {
-                        let r = http(
-                            port,
-                            "POST",
-                            "/auth/token",
-                            None,
-                            Some(("application/x-www-form-urlencoded", form)),
-                        )
-                        .await
-                        .ok()?;
-                        (r.status == 200)
-                            .then(|| r.json()["access_token"].as_str().map(str::to_owned))?
-                    }
-                },
-            )
-            .await;
-        self.token = access;
-        self.wait_running().await;
-    }
-
-    async fn get(&mut self, path: &str) -> Response {
-        self.assert_alive(path);
-        http(self.port, "GET", path, Some(&self.token), None)
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-    }
-
-    async fn post(&mut self, path: &str, body: Value) -> Response {
-        self.assert_alive(path);
-        http(
-            self.port,
-            "POST",
-            path,
-            Some(&self.token),
-            Some(("application/json", body.to_string())),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
-    }
-
-    /// Adds the MQTT integration through its config flow (HA 2024.3.3 asks for broker and port;
-    /// username and password are optional), with the default discovery prefix and birth message.
-    async fn add_mqtt(&mut self, broker_port: u16) {
-        let r = self
-            .post(
-                "/api/config/config_entries/flow",
-                json!({"handler": "mqtt"}),
-            )
-            .await;
-        assert_eq!(r.status, 200, "start the MQTT config flow: {}", r.body);
-        let form = r.json();
-        assert_eq!(form["type"], "form", "{form}");
-        assert_eq!(form["step_id"], "broker", "{form}");
-        let flow_id = form["flow_id"].as_str().expect("flow_id").to_owned();
-        let r = self
-            .post(
-                &format!("/api/config/config_entries/flow/{flow_id}"),
-                json!({"broker": "127.0.0.1", "port": broker_port}),
-            )
-            .await;
-        assert_eq!(r.status, 200, "MQTT broker step: {}", r.body);
-        let done = r.json();
-        assert_eq!(done["type"], "create_entry", "{done}");
-        assert_eq!(done["result"]["state"], "loaded", "{done}");
-    }
-
-    async fn websocket(&mut self) -> HaSocket {
-        self.assert_alive("opening the websocket");
-        HaSocket::connect(self.port, &self.token).await
-    }
-
-    /// `/api/states/<entity_id>`, or `None` while the entity has no state.
-    async fn state(&mut self, entity_id: &str) -> Option<Value> {
-        let r = self.get(&format!("/api/states/{entity_id}")).await;
-        match r.status {
-            200 => Some(r.json()),
-            404 => None,
-            status => panic!("GET /api/states/{entity_id}: {status} {}", r.body),
-        }
-    }
-
-    /// Waits until the state object of `entity_id` satisfies `check`; returns it.
-    async fn wait_state(
-        &mut self,
-        entity_id: &str,
-        what: &str,
-        check: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let state = self.state(entity_id).await;
-            if let Some(state) = state.as_ref().filter(|s| check(s)) {
-                return state.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {WAIT:?} waiting for {entity_id} {what}; last state: {}\n\
-                 Home Assistant's output ends with:\n{}",
-                state.map_or("none".into(), |s| s.to_string()),
-                self.log_tail(25)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits until `entity_id`'s state is `expected`.
-    async fn wait_value(&mut self, entity_id: &str, expected: &str) -> Value {
-        self.wait_state(entity_id, &format!("to be '{expected}'"), |s| {
-            s["state"] == expected
-        })
-        .await
-    }
-
-    /// Calls a service on one entity.
-    async fn service(&mut self, domain: &str, service: &str, data: Value) {
-        let path = format!("/api/services/{domain}/{service}");
-        let r = self.post(&path, data).await;
-        assert_eq!(r.status, 200, "POST {path}: {}", r.body);
-    }
-
-    /// Every warning and error Home Assistant logged so far (all runs).
-    fn logged_problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        for run in 1..=self.runs {
-            let path = self.dir().join(format!("run-{run}.log"));
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            problems.extend(
-                text.lines()
-                    .filter(|l| l.contains(" WARNING ") || l.contains(" ERROR "))
-                    .map(str::to_owned),
-            );
-        }
-        problems
-    }
-}
-
-impl Drop for HomeAssistant {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() && self.runs > 0 {
-            let tail = self.log_tail(40);
-            if let Some(config) = self.config.take() {
-                eprintln!(
-                    "--- Home Assistant run {}: warnings, errors (last lines) ---\n{tail}\n\
-                     --- its config directory and full logs (run-<n>.log) are kept in {} ---",
-                    self.runs,
-                    config.keep().display()
-                );
-            }
-        }
-    }
-}
-
-/// Home Assistant's websocket API, authenticated.
-struct HaSocket {
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    next_id: u64,
-}
-
-impl HaSocket {
-    async fn connect(port: u16, token: &str) -> HaSocket {
-        let url = format!("ws://127.0.0.1:{port}/api/websocket");
-        let (socket, _) = tokio::time::timeout(HTTP_TIMEOUT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("websocket connect in time")
-            .expect("websocket connect");
-        let mut ws = HaSocket { socket, next_id: 1 };
-        let hello = ws.receive().await;
-        assert_eq!(hello["type"], "auth_required", "{hello}");
-        ws.send(json!({"type": "auth", "access_token": token}))
-            .await;
-        let auth = ws.receive().await;
-        assert_eq!(auth["type"], "auth_ok", "{auth}");
-        ws
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.socket
-            .send(WsMessage::text(message.to_string()))
-            .await
-            .expect("websocket send");
-    }
-
-    async fn receive(&mut self) -> Value {
-        loop {
-            let message = tokio::time::timeout(HTTP_TIMEOUT, self.socket.next())
-                .await
-                .expect("websocket message in time")
-                .expect("websocket open")
-                .expect("websocket message");
-            if let WsMessage::Text(text) = message {
-                return serde_json::from_str(text.as_str()).expect("websocket JSON");
-            }
-        }
-    }
-
-    /// Sends a command and returns its `result`.
-    async fn call(&mut self, kind: &str) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.send(json!({"id": id, "type": kind})).await;
-        loop {
-            let message = self.receive().await;
-            if message["id"] == id && message["type"] == "result" {
-                assert_eq!(message["success"], true, "{kind}: {message}");
-                return message["result"].clone();
-            }
-        }
-    }
-}
-
+/// A display name entity ids must not depend on (they come from the room id).
+const ROOM_NAME: &str = "Переговорная";
 // ----- the bridge -----------------------------------------------------------------------------
 
-fn bridge_options(broker_port: u16, room: &SimRoom) -> BridgeOptions {
+fn bridge_options(broker_port: u16, room: &SimRoom, mode: DiscoveryMode) -> BridgeOptions {
     let room_options = test_room_options(room.http_port()).with_pin("4321");
-    test_bridge_options(
+    let mut options = test_bridge_options(
         test_link_options(broker_port, "trueconf2mqtt-ha-acceptance"),
         vec![room_entry(ROOM, ROOM_NAME, room_options)],
-    )
+    );
+    options.homeassistant = HaOptions {
+        mode,
+        areas: [(ROOM.to_owned(), AREA.to_owned())].into(),
+    };
+    options
 }
 
-/// `(component, object)` of every entity the bridge announces for the Room.
-fn expected_entities() -> Vec<(String, String)> {
-    let ctx = DiscoveryContext {
+/// The area the configuration suggests for the Room's device.
+const AREA: &str = "Floor 3";
+
+fn ctx() -> DiscoveryContext<'static> {
+    DiscoveryContext {
         base_topic: "trueconf",
         prefix: "homeassistant",
         room_id: ROOM,
         room_name: ROOM_NAME,
         host: "127.0.0.1",
         bridge_version: env!("CARGO_PKG_VERSION"),
-    };
-    entity_topics(&ctx)
+    }
+}
+
+/// `(component, object)` of every entity the bridge announces for the Room.
+fn expected_entities() -> Vec<(String, String)> {
+    entity_topics(&ctx())
         .iter()
         .map(|topic| {
             let levels: Vec<&str> = topic.split('/').collect();
@@ -645,65 +77,70 @@ fn expected_entities() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Entity ids by `(component, object)`, read from the entity registry; waits until every
-/// expected entity is registered. Also returns the Room's device (from the device registry).
+/// Entity ids by `(component, object)`, from the entity registry once every expected entity is
+/// registered on the Room's device; also returns that device.
 async fn registered(ha: &mut HomeAssistant) -> (BTreeMap<(String, String), String>, Value) {
     let expected = expected_entities();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut ws = ha.websocket().await;
-        let entries = ws.call("config/entity_registry/list").await;
-        let devices = ws.call("config/device_registry/list").await;
-        let by_unique_id: HashMap<&str, &Value> = entries
-            .as_array()
-            .expect("registry list")
-            .iter()
-            .filter(|e| e["platform"] == "mqtt")
-            .filter_map(|e| Some((e["unique_id"].as_str()?, e)))
-            .collect();
-        let mut found = BTreeMap::new();
-        let mut missing = Vec::new();
-        let mut device_ids = Vec::new();
-        for (component, object) in &expected {
-            let unique_id = format!("trueconf2mqtt_{ROOM}_{object}");
-            match by_unique_id.get(unique_id.as_str()) {
-                Some(entry) => {
-                    let entity_id = entry["entity_id"].as_str().unwrap().to_owned();
-                    assert!(
-                        entity_id.starts_with(&format!("{component}.")),
-                        "{unique_id} registered as {entity_id}"
-                    );
-                    device_ids.push(entry["device_id"].clone());
-                    found.insert((component.clone(), object.clone()), entity_id);
-                }
-                None => missing.push(format!("{component}.{object}")),
-            }
-        }
-        let device = devices.as_array().expect("device list").iter().find(|d| {
-            d["identifiers"]
-                .as_array()
-                .is_some_and(|ids| ids.contains(&json!(["mqtt", format!("trueconf2mqtt_{ROOM}")])))
-        });
-        if missing.is_empty()
-            && let Some(device) = device
-        {
-            for id in device_ids {
-                assert_eq!(
-                    id, device["id"],
-                    "every entity belongs to the Room's device"
-                );
-            }
-            return (found, device.clone());
-        }
+    let unique_id = |object: &str| format!("trueconf2mqtt_{ROOM}_{object}");
+    let unique_ids: Vec<String> = expected.iter().map(|(_, o)| unique_id(o)).collect();
+    let (entries, device) = ha
+        .wait_registered(&unique_ids, &format!("trueconf2mqtt_{ROOM}"))
+        .await;
+    let mut found = BTreeMap::new();
+    for (component, object) in expected {
+        let entity_id = entries[&unique_id(&object)]["entity_id"]
+            .as_str()
+            .expect("entity_id")
+            .to_owned();
         assert!(
-            Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for Home Assistant to register the Room: missing \
-             entities {missing:?}, device found: {}\nHome Assistant's output ends with:\n{}",
-            device.is_some(),
-            ha.log_tail(25)
+            entity_id.starts_with(&format!("{component}.")),
+            "{object} registered as {entity_id}"
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        found.insert((component, object), entity_id);
     }
+    (found, device)
+}
+
+/// The entity ids docs/home-assistant.md documents (its Entities section) for the room with id
+/// `boardroom`: every `` `component.boardroom_…` `` there, with the `` `_suffix` `` shorthand expanded
+/// after the id it follows.
+fn documented_entity_ids() -> BTreeSet<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/home-assistant.md");
+    let text = std::fs::read_to_string(&path).expect("docs/home-assistant.md");
+    let section = text
+        .split("\n## ")
+        .find(|s| s.starts_with("Entities"))
+        .expect("an Entities section in docs/home-assistant.md");
+    let mut ids = BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let first_cell = row.split('|').nth(1).unwrap_or_default();
+        let mut prefix = String::new();
+        for token in first_cell.split('`').skip(1).step_by(2) {
+            if let Some(suffix) = token.strip_prefix('_') {
+                ids.insert(format!("{prefix}_{suffix}"));
+            } else {
+                let (component, object) = token.split_once('.').expect("component.object");
+                assert!(object.starts_with(ROOM), "documented id {token}");
+                prefix = format!("{component}.{ROOM}");
+                ids.insert(token.to_owned());
+            }
+        }
+    }
+    ids
+}
+
+/// The Room's entities in Home Assistant have exactly the ids the documentation promises.
+fn assert_documented_ids(entities: &Entities) {
+    let actual: BTreeSet<String> = entities.0.values().cloned().collect();
+    let documented = documented_entity_ids();
+    assert_eq!(
+        actual,
+        documented,
+        "entity ids in Home Assistant vs docs/home-assistant.md: only in Home Assistant {:?}, \
+         only in the docs {:?}",
+        actual.difference(&documented).collect::<Vec<_>>(),
+        documented.difference(&actual).collect::<Vec<_>>()
+    );
 }
 
 /// Looks entities up by component and object name.
@@ -741,17 +178,31 @@ async fn wait_availability(ha: &mut HomeAssistant, entities: &Entities, availabl
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_home_assistant_sees_and_drives_the_room() {
-    let python = ha_python();
-    let started = Instant::now();
+/// A broker, the simulated Room, the bridge, and a Home Assistant onboarded with the MQTT
+/// integration, whose registry holds the Room's device with all its entities (ids as
+/// documented), all available.
+struct Setup {
+    broker: Broker,
+    probe: Probe,
+    room: SimRoom,
+    shutdown: CancellationToken,
+    _bridge: (std::sync::Arc<bridge::Bridge>, bridge::Tasks),
+    ha: HomeAssistant,
+    entities: Entities,
+    device: Value,
+    started: Instant,
+    ha_up: Duration,
+}
 
+async fn set_up(install: HaInstall, mode: DiscoveryMode) -> Setup {
+    let started = Instant::now();
     let broker = Broker::start();
     let probe = Probe::connect(
         broker.port,
         &[
             "homeassistant/status",
             "homeassistant/+/trueconf2mqtt_boardroom/+/config",
+            "homeassistant/device/trueconf2mqtt_boardroom/config",
             "trueconf/boardroom/availability",
         ],
     )
@@ -764,25 +215,155 @@ async fn a_real_home_assistant_sees_and_drives_the_room() {
     .await
     .expect("simulator");
     let shutdown = CancellationToken::new();
-    let (_bridge, _tasks) = bridge::start(bridge_options(broker.port, &room), shutdown.clone());
+    let running = bridge::start(bridge_options(broker.port, &room, mode), shutdown.clone());
     probe
         .wait_value("trueconf/boardroom/availability", "online", WAIT)
         .await;
 
-    // ----- Home Assistant, onboarded, with the MQTT integration -------------------------------
-    let mut ha = HomeAssistant::new(python);
+    // Home Assistant, onboarded, with the MQTT integration.
+    let mut ha = HomeAssistant::new(install, broker.port);
     ha.start_and_onboard().await;
     let ha_up = started.elapsed();
-    ha.add_mqtt(broker.port).await;
+    ha.add_mqtt().await;
 
-    // ----- 1. the device and all its entities, with the Room's states -------------------------
+    // The device and all its entities.
     let (found, device) = registered(&mut ha).await;
     let entities = Entities(found);
     assert_eq!(entities.0.len(), expected_entities().len());
+    assert_documented_ids(&entities);
     assert_eq!(device["name"], ROOM_NAME, "{device}");
     assert_eq!(device["manufacturer"], "TrueConf", "{device}");
     assert_eq!(device["model"], "TrueConf Room", "{device}");
+    assert_eq!(
+        device["sw_version"], "5.0.2.1043",
+        "the Room's version: {device}"
+    );
+    assert!(
+        device["configuration_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+        "{device}"
+    );
+    let areas = ha
+        .websocket()
+        .await
+        .call("config/area_registry/list", json!({}))
+        .await;
+    let suggested = areas
+        .as_array()
+        .expect("areas")
+        .iter()
+        .find(|a| a["name"] == AREA)
+        .unwrap_or_else(|| panic!("no area {AREA} among {areas}"));
+    assert_eq!(device["area_id"], suggested["area_id"], "{device}");
     wait_availability(&mut ha, &entities, true).await;
+    Setup {
+        broker,
+        probe,
+        room,
+        shutdown,
+        _bridge: running,
+        ha,
+        entities,
+        device,
+        started,
+        ha_up,
+    }
+}
+
+/// Home Assistant had nothing to complain about regarding MQTT or our entities.
+fn assert_no_mqtt_problems(ha: &HomeAssistant, test: &str) {
+    assert_no_mqtt_problems_but(ha, test, &[]);
+}
+
+/// [`assert_no_mqtt_problems`], except lines containing one of `expected`.
+fn assert_no_mqtt_problems_but(ha: &HomeAssistant, test: &str, expected: &[&str]) {
+    let (ours, others): (Vec<String>, Vec<String>) = ha
+        .logged_problems()
+        .into_iter()
+        .filter(|l| !expected.iter().any(|e| l.contains(e)))
+        .partition(|l| l.contains("mqtt") || l.contains("trueconf") || l.contains(ROOM));
+    assert!(
+        ours.is_empty(),
+        "Home Assistant logged MQTT warnings or errors:\n{}",
+        ours.join("\n")
+    );
+    if !others.is_empty() {
+        eprintln!(
+            "{test}: other Home Assistant warnings ({}), e.g.:\n{}",
+            others.len(),
+            others[..others.len().min(5)].join("\n")
+        );
+    }
+}
+
+/// The oldest supported Home Assistant: the device and the documented entity ids, the Room's
+/// state, a command from Home Assistant and an incoming call from the Room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_supported_home_assistant_sees_and_drives_the_room() {
+    // Every part is bound to a name: what `..` skips is dropped (the broker would stop).
+    let Setup {
+        broker: _broker,
+        probe: _probe,
+        room,
+        shutdown,
+        _bridge,
+        mut ha,
+        entities,
+        device: _device,
+        started,
+        ha_up,
+    } = set_up(HaInstall::oldest(), DiscoveryMode::Entity).await;
+    ha.wait_value(&entities.id("sensor", "app_state"), "normal")
+        .await;
+    let mic = entities.id("switch", "mic_muted");
+    ha.wait_value(&mic, "off").await;
+    ha.service("switch", "turn_on", json!({"entity_id": mic}))
+        .await;
+    room.wait_for(|s| s.mic_muted, WAIT)
+        .await
+        .expect("the Room's microphone muted by Home Assistant");
+    ha.wait_value(&mic, "on").await;
+    room.incoming_call("bob@sim.trueconf.local", "Bob").unwrap();
+    ha.wait_value(&entities.id("binary_sensor", "ringing"), "on")
+        .await;
+    let event = ha
+        .wait_state(&entities.id("event", "incoming_call"), "to fire", |s| {
+            s["attributes"]["event_type"] == "incoming_call"
+        })
+        .await;
+    assert_eq!(event["attributes"]["peer_dn"], "Bob", "{event}");
+    assert_no_mqtt_problems(&ha, "ha_acceptance (2024.3.3)");
+    shutdown.cancel();
+    ha.stop().await;
+    eprintln!(
+        "ha_acceptance (2024.3.3): Home Assistant up after {ha_up:.1?}, whole test {:.1?}",
+        started.elapsed()
+    );
+}
+
+/// The current Home Assistant, everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_home_assistant_sees_and_drives_the_room() {
+    let Some(install) = HaInstall::current("the_current_home_assistant_sees_and_drives_the_room")
+    else {
+        return;
+    };
+    let version = install.expected_version().to_owned();
+    let Setup {
+        broker: _broker,
+        probe,
+        room,
+        shutdown,
+        mut ha,
+        entities,
+        _bridge,
+        device,
+        started,
+        ha_up,
+    } = set_up(install, DiscoveryMode::Device).await;
+
+    // ----- 1. the Room's states ---------------------------------------------------------------
 
     let snapshot = room.snapshot();
     for (component, object, expected) in [
@@ -817,7 +398,7 @@ async fn a_real_home_assistant_sees_and_drives_the_room() {
         "{in_call}"
     );
     assert_eq!(
-        in_call["attributes"]["friendly_name"], "Boardroom In call",
+        in_call["attributes"]["friendly_name"], "Переговорная In call",
         "{in_call}"
     );
 
@@ -965,7 +546,7 @@ async fn a_real_home_assistant_sees_and_drives_the_room() {
     common::wait_until(
         WAIT,
         "discovery republished after the birth message",
-        || configs_after_birth() >= expected_entities().len(),
+        || configs_after_birth() >= mode_topics(DiscoveryMode::Device, &ctx()).len(),
     )
     .await;
     // And Home Assistant still drives the Room.
@@ -990,30 +571,213 @@ async fn a_real_home_assistant_sees_and_drives_the_room() {
         .expect("the Room's microphone muted after the restart");
     ha.wait_value(&mic, "on").await;
 
-    // Home Assistant had nothing to complain about regarding MQTT or our entities.
-    let (ours, others): (Vec<String>, Vec<String>) = ha
-        .logged_problems()
-        .into_iter()
-        .partition(|l| l.contains("mqtt") || l.contains("trueconf") || l.contains(ROOM));
-    assert!(
-        ours.is_empty(),
-        "Home Assistant logged MQTT warnings or errors:\n{}",
-        ours.join("\n")
-    );
-    if !others.is_empty() {
-        eprintln!(
-            "ha_acceptance: other Home Assistant warnings:\n{}",
-            others.join("\n")
-        );
-    }
+    assert_no_mqtt_problems(&ha, &format!("ha_acceptance ({version})"));
 
     shutdown.cancel();
     ha.stop().await;
     eprintln!(
-        "ha_acceptance: Home Assistant up after {:.1?} (first start), restarted in {:.1?}, \
+        "ha_acceptance ({version}): Home Assistant up after {:.1?} (first start), restarted in {:.1?}, \
          whole test {:.1?}",
         ha_up,
         restart_took,
+        started.elapsed()
+    );
+}
+
+/// Upgrading from per-entity configs (an earlier release, or `discovery_mode = "entity"`) to the
+/// device config on the current Home Assistant: the bridge migrates on start, and what the user
+/// changed in Home Assistant (an entity renamed and put in an area, another one's entity id)
+/// stays; no entity is orphaned or duplicated, and the Room is driven as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_entity_configs_migrate_to_a_device_config_keeping_what_the_user_changed() {
+    let Some(install) = HaInstall::current(
+        "per_entity_configs_migrate_to_a_device_config_keeping_what_the_user_changed",
+    ) else {
+        return;
+    };
+    let started = Instant::now();
+    let broker = Broker::start();
+    let probe = Probe::connect(broker.port, &["homeassistant/#"]).await;
+    let room = SimRoom::start(SimConfig {
+        pin: Some("4321".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+
+    // ----- before: per-entity configs; the user customises ----------------------------------
+    let mut old = common::Running::start(bridge_options(broker.port, &room, DiscoveryMode::Entity));
+    let mut ha = HomeAssistant::new(install, broker.port);
+    ha.start_and_onboard().await;
+    ha.add_mqtt().await;
+    let (before, device_before) = registered(&mut ha).await;
+    let entities = Entities(before.clone());
+    let mic = entities.id("switch", "mic_muted");
+    let camera = entities.id("select", "camera");
+    let mut ws = ha.websocket().await;
+    let area = ws
+        .call("config/area_registry/create", json!({"name": "Podium"}))
+        .await["area_id"]
+        .as_str()
+        .expect("area_id")
+        .to_owned();
+    ws.call(
+        "config/entity_registry/update",
+        json!({"entity_id": mic, "name": "Podium microphone", "area_id": area}),
+    )
+    .await;
+    ws.call(
+        "config/entity_registry/update",
+        json!({"entity_id": camera, "new_entity_id": "select.podium_camera"}),
+    )
+    .await;
+    drop(ws);
+    let (customised, _) = registered(&mut ha).await;
+    assert_eq!(
+        customised[&("select".into(), "camera".into())],
+        "select.podium_camera"
+    );
+
+    // ----- the upgrade: the new release starts with device discovery --------------------------
+    old.stop().await;
+    let old_topics = entity_topics(&ctx());
+    let mut new = common::Running::start(bridge_options(broker.port, &room, DiscoveryMode::Device));
+    let device_topic = mode_topics(DiscoveryMode::Device, &ctx()).remove(0);
+    probe
+        .wait_latest(&device_topic, WAIT, |p| p.contains("\"components\""))
+        .await;
+    for topic in &old_topics {
+        probe.wait_latest(topic, WAIT, str::is_empty).await;
+    }
+    // Marker on every old topic, then clearing, then the device config (src/homeassistant/device.rs).
+    let sequence: Vec<(String, String)> = probe
+        .messages()
+        .into_iter()
+        .filter(|m| m.topic == device_topic || old_topics.contains(&m.topic))
+        .map(|m| (m.topic, m.payload))
+        .collect();
+    let device_at = sequence
+        .iter()
+        .position(|(t, _)| *t == device_topic)
+        .expect("the device config");
+    for topic in &old_topics {
+        let marker = sequence
+            .iter()
+            .position(|(t, p)| t == topic && p.contains("migrate_discovery"));
+        let cleared = sequence
+            .iter()
+            .rposition(|(t, p)| t == topic && p.is_empty());
+        assert!(
+            marker.is_some_and(|m| m < device_at)
+                && cleared.is_some_and(|c| marker.is_some_and(|m| m < c) && c < device_at),
+            "{topic}: marker {marker:?}, device config {device_at}, cleared {cleared:?}"
+        );
+    }
+
+    // ----- after: same entities, same ids, what the user set is kept ------------------------
+    let (after, device_after) = registered(&mut ha).await;
+    assert_eq!(after, customised, "every entity keeps its entity id");
+    assert_eq!(device_after["id"], device_before["id"], "the same device");
+    let mut ws = ha.websocket().await;
+    let renamed = ws
+        .call("config/entity_registry/get", json!({"entity_id": mic}))
+        .await;
+    assert_eq!(renamed["name"], "Podium microphone", "{renamed}");
+    assert_eq!(renamed["area_id"], area, "{renamed}");
+    let all = ws.call("config/entity_registry/list", json!({})).await;
+    let mqtt: Vec<&Value> = all
+        .as_array()
+        .expect("entity list")
+        .iter()
+        .filter(|e| e["platform"] == "mqtt")
+        .collect();
+    assert_eq!(
+        mqtt.len(),
+        expected_entities().len(),
+        "no duplicated or orphaned MQTT entity: {:?}",
+        mqtt.iter().map(|e| &e["entity_id"]).collect::<Vec<_>>()
+    );
+    drop(ws);
+    let entities = Entities(after);
+    wait_availability(&mut ha, &entities, true).await;
+    ha.service("switch", "turn_on", json!({"entity_id": mic}))
+        .await;
+    room.wait_for(|s| s.mic_muted, WAIT)
+        .await
+        .expect("the renamed switch still drives the Room");
+    ha.wait_value(&mic, "on").await;
+
+    // The upgrade itself drew no MQTT warning or error at all.
+    assert_no_mqtt_problems(&ha, "ha_acceptance (migration)");
+    let problems_before_going_back = ha.logged_problems().len();
+
+    // ----- and back: `discovery_mode = "entity"` migrates the other way -----------------------
+    new.stop().await;
+    let mut back =
+        common::Running::start(bridge_options(broker.port, &room, DiscoveryMode::Entity));
+    probe.wait_latest(&device_topic, WAIT, str::is_empty).await;
+    for topic in &old_topics {
+        probe
+            .wait_latest(topic, WAIT, |p| p.contains("unique_id"))
+            .await;
+    }
+    let (again, device_again) = registered(&mut ha).await;
+    assert_eq!(
+        again, customised,
+        "every entity keeps its entity id going back"
+    );
+    assert_eq!(device_again["id"], device_before["id"], "the same device");
+    let mut ws = ha.websocket().await;
+    let renamed = ws
+        .call("config/entity_registry/get", json!({"entity_id": mic}))
+        .await;
+    assert_eq!(renamed["name"], "Podium microphone", "{renamed}");
+    assert_eq!(renamed["area_id"], area, "{renamed}");
+    let count = ws
+        .call("config/entity_registry/list", json!({}))
+        .await
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|e| e["platform"] == "mqtt")
+        .count();
+    assert_eq!(
+        count,
+        expected_entities().len(),
+        "no duplicate after going back"
+    );
+    drop(ws);
+    wait_availability(&mut ha, &entities, true).await;
+    ha.service("switch", "turn_off", json!({"entity_id": mic}))
+        .await;
+    room.wait_for(|s| !s.mic_muted, WAIT)
+        .await
+        .expect("the renamed switch drives the Room after going back");
+    // Going back, Home Assistant 2026.11 notes the cleared device topic once (whichever order:
+    // cleared after the per-entity configs, it warns per entity instead). Known issue: under
+    // load, the re-created selects now and then get the retained selection before their options
+    // (an "Invalid option … ['none']" error, gone with the next state); tolerated here only.
+    let cleanup_note = "No device components to cleanup for trueconf2mqtt_boardroom";
+    let invalid_option = "Invalid option for select.";
+    let going_back: Vec<String> = ha.logged_problems()[problems_before_going_back..].to_vec();
+    let notes = going_back
+        .iter()
+        .filter(|l| l.contains(cleanup_note))
+        .count();
+    assert!(notes <= 1, "{notes} device cleanup warnings");
+    let unexpected: Vec<&String> = going_back
+        .iter()
+        .filter(|l| l.contains("mqtt") || l.contains("trueconf") || l.contains(ROOM))
+        .filter(|l| !l.contains(cleanup_note) && !l.contains(invalid_option))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "Home Assistant logged MQTT warnings or errors going back:\n{unexpected:#?}"
+    );
+    back.stop().await;
+    ha.stop().await;
+    eprintln!(
+        "ha_acceptance (migration): whole test {:.1?}",
         started.elapsed()
     );
 }

@@ -239,8 +239,8 @@ fn validator_rejects_invalid_payloads() {
         // A top-level key 2024.3 does not know is reported.
         (
             "homeassistant/button/n/o/config",
-            r#"{"command_topic":"a/set","default_entity_id":"button.x"}"#,
-            "default_entity_id",
+            r#"{"command_topic":"a/set","suggested_display_precision":2}"#,
+            "suggested_display_precision",
         ),
         // Illegal characters in the object id.
         (

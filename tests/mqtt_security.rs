@@ -151,6 +151,7 @@ fn options(port: u16, room: &SimRoom, tls: TlsOptions, password: &str) -> Bridge
         },
         base_topic: "trueconf".into(),
         discovery_prefix: None,
+        homeassistant: Default::default(),
         max_payload_bytes: 65536,
         command_max_age: Duration::from_secs(30),
         rooms: vec![RoomEntry {

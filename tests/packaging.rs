@@ -686,6 +686,20 @@ async fn the_acl_example_confines_the_bridge_and_the_panel() {
         next(&mut bridge_rx).await.0,
         "homeassistant/switch/trueconf2mqtt_boardroom/mic_muted/config"
     );
+    // … device configs too (it migrates between the discovery modes) …
+    publish(
+        &bridge,
+        "homeassistant/device/trueconf2mqtt_boardroom/config",
+        "{}",
+    );
+    assert_eq!(
+        next(&mut ha_rx).await.0,
+        "homeassistant/device/trueconf2mqtt_boardroom/config"
+    );
+    assert_eq!(
+        next(&mut bridge_rx).await.0,
+        "homeassistant/device/trueconf2mqtt_boardroom/config"
+    );
     // … and Home Assistant's birth message …
     publish(&ha, "homeassistant/status", "online");
     assert_eq!(next(&mut bridge_rx).await.0, "homeassistant/status");

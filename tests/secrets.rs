@@ -196,6 +196,7 @@ fn options(broker: u16, base: &str, password: &str, room: RoomOptions) -> Bridge
     BridgeOptions {
         base_topic: base.into(),
         discovery_prefix: Some(format!("ha-{base}")),
+        homeassistant: Default::default(),
         ..test_bridge_options(mqtt, vec![room])
     }
 }

@@ -29,6 +29,7 @@ pub fn bridge_options(s: &Settings, broker_port: u16, rooms: &[(String, u16)]) -
         },
         base_topic: "trueconf".into(),
         discovery_prefix: Some("homeassistant".into()),
+        homeassistant: Default::default(),
         max_payload_bytes: 65_536,
         command_max_age: Duration::from_secs(30),
         rooms: rooms

@@ -64,6 +64,8 @@ pub struct BridgeOptions {
     pub base_topic: String,
     /// Home Assistant discovery prefix; `None` turns discovery off.
     pub discovery_prefix: Option<String>,
+    /// How Rooms are announced to Home Assistant (discovery mode, suggested areas).
+    pub homeassistant: crate::homeassistant::HaOptions,
     /// Largest command payload accepted.
     pub max_payload_bytes: usize,
     /// Commands queued for the bridge at the broker during an outage longer than this are
@@ -270,6 +272,9 @@ pub fn start_instance(
     ))];
     // Availability in Home Assistant follows this instance's own bridge state.
     let bridge_state = instance.as_ref().map(|_| topics.bridge_state());
+    let ha = Arc::new(options.homeassistant.clone());
+    // Filled by the sweep: rooms hold their discovery until it has looked for configs to migrate.
+    let (migration_tx, migration) = tokio::sync::watch::channel(None);
     for entry in &options.rooms {
         let Some(ownership) = ownerships.remove(&entry.id) else {
             continue;
@@ -283,6 +288,8 @@ pub fn start_instance(
             link: link.clone(),
             topics: topics.clone(),
             discovery_prefix: options.discovery_prefix.clone(),
+            ha: ha.clone(),
+            migration: migration.clone(),
             bridge_state: bridge_state.clone(),
             allow_dangerous: Arc::new(entry.allow_dangerous.clone()),
             stats: stats.clone(),
@@ -351,8 +358,9 @@ pub fn start_instance(
             options.mqtt.clone(),
             prefix.clone(),
             topics.bridge_state(),
-            sweep::current_topics(&options, prefix),
+            sweep::topics_by_mode(&options, prefix),
             bridge.link.clone(),
+            migration_tx,
             inner.clone(),
         )));
     }

@@ -11,7 +11,8 @@ use tracing::info;
 
 use super::command::{self, CommandError, ParsedCommand};
 use super::ownership::Ownership;
-use crate::homeassistant::{self, DiscoveryContext, DiscoveryInputs};
+use super::sweep::MigrationWatch;
+use crate::homeassistant::{self, DiscoveryContext, DiscoveryInputs, HaOptions};
 use crate::mqtt::{MAX_OUTGOING_PAYLOAD, MqttLink, Publish};
 use crate::protocol::{has_secret_field, redact};
 use crate::room::{LinkState, RoomClient, RoomOptions, RoomState};
@@ -114,6 +115,11 @@ pub(crate) async fn publish_loop(
     let mut link_rx = ctx.client.link();
     let mut events = ctx.client.event_stream(EVENT_STREAM);
     let mut discovery_inputs = None;
+    // Discovery waits until the sweep has looked for configs to migrate (a device config must
+    // not reach Home Assistant while the per-entity configs it replaces are still loaded).
+    let mut migration_rx = ctx.spec.migration.clone();
+    let mut awaiting_migration =
+        ctx.spec.discovery_prefix.is_some() && migration_rx.borrow_and_update().is_none();
 
     let publish_link = |state: &LinkState| {
         let payload = if state.is_online() {
@@ -132,15 +138,26 @@ pub(crate) async fn publish_loop(
     };
     publish_link(&link_rx.borrow_and_update().clone());
     let initial = state_rx.borrow_and_update().clone();
-    publish_state(&ctx, &initial, &mut discovery_inputs);
+    publish_state(&ctx, &initial, &mut discovery_inputs, false);
+    if !awaiting_migration {
+        let (old, known) = taken_migration(&ctx, &migration_rx);
+        announce(&ctx, &mut state_rx, &mut discovery_inputs, old, known).await;
+    }
 
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            changed = migration_rx.changed(), if awaiting_migration => {
+                awaiting_migration = false;
+                if changed.is_ok() {
+                    let (old, known) = taken_migration(&ctx, &migration_rx);
+                    announce(&ctx, &mut state_rx, &mut discovery_inputs, old, known).await;
+                }
+            }
             changed = state_rx.changed() => {
                 if changed.is_err() { break; }
                 let state = state_rx.borrow_and_update().clone();
-                publish_state(&ctx, &state, &mut discovery_inputs);
+                publish_state(&ctx, &state, &mut discovery_inputs, !awaiting_migration);
             }
             changed = link_rx.changed() => {
                 if changed.is_err() { break; }
@@ -169,30 +186,138 @@ pub(crate) async fn publish_loop(
     }
 }
 
+/// Publishes discovery (migrating `old` configs of the other mode) and the state with it. When
+/// Home Assistant already knows the room (`known`), it first waits (bounded) for the Room's
+/// resync: Home Assistant applies a changed config (or re-creates moved entities) and reads the
+/// retained state at once, so the selects' options must be the Room's device lists by then, or
+/// the retained selection is an invalid option.
+async fn announce(
+    ctx: &RoomContext,
+    state_rx: &mut watch::Receiver<RoomState>,
+    discovery_inputs: &mut Option<DiscoveryInputs>,
+    old: Vec<String>,
+    known: bool,
+) {
+    if known || !old.is_empty() {
+        let _ = tokio::time::timeout(MIGRATION_WAIT_FOR_ROOM, state_rx.wait_for(resynced)).await;
+    }
+    let state = state_rx.borrow_and_update().clone();
+    publish_discovery(ctx, &state, discovery_inputs, old).await;
+    publish_state(ctx, &state, discovery_inputs, true);
+}
+
+/// Whether the Room's resync answered both `getHardware` (device lists and selections) and
+/// `getSystemInfo` (version): answers may come in any order. A Room without any device never
+/// looks resynced; the wait for it is bounded.
+fn resynced(s: &RoomState) -> bool {
+    let hardware = !(s.cameras.is_empty() && s.microphones.is_empty() && s.speakers.is_empty())
+        || s.camera.is_some()
+        || s.microphone.is_some()
+        || s.speaker.is_some();
+    hardware && s.system_info.is_some()
+}
+
+/// The old-mode config topics of this room the sweep found (once; later calls get none), and
+/// whether Home Assistant already knows the room (a config of ours was retained for it).
+fn taken_migration(ctx: &RoomContext, migration: &MigrationWatch) -> (Vec<String>, bool) {
+    migration
+        .borrow()
+        .as_ref()
+        .map(|m| (m.take(&ctx.spec.id), m.known(&ctx.spec.id)))
+        .unwrap_or_default()
+}
+
+/// Bound on waiting, before announcing a room Home Assistant knows, for the Room's resync
+/// ([`resynced`]): a Room that is away is announced without its device lists.
+const MIGRATION_WAIT_FOR_ROOM: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Bound on waiting for the outbox to hand a migration step to the MQTT client: the steps must
+/// reach Home Assistant in order (markers, clearing, new configs), and the outbox coalesces
+/// retained values per topic, so each step is flushed before the next. Past it the step goes on.
+const MIGRATION_STEP_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The room's discovery configs from `state`, or `None` when discovery is off.
+fn room_configs(
+    ctx: &RoomContext,
+    state: &RoomState,
+) -> Option<Vec<homeassistant::DiscoveryMessage>> {
+    let prefix = ctx.spec.discovery_prefix.as_deref()?;
+    let discovery = DiscoveryContext {
+        base_topic: ctx.spec.topics.base(),
+        prefix,
+        room_id: &ctx.spec.id,
+        room_name: &ctx.spec.name,
+        host: &ctx.spec.options.host,
+        bridge_version: env!("CARGO_PKG_VERSION"),
+    };
+    let via = ctx.spec.bridge_state.as_deref();
+    let area = ctx.spec.ha.area(&ctx.spec.id);
+    Some(homeassistant::room_messages(
+        ctx.spec.ha.mode,
+        &discovery,
+        state,
+        via,
+        area,
+    ))
+}
+
+/// Publishes the room's discovery; with `old` config topics of the other mode, moves them as
+/// Home Assistant documents ([`homeassistant::switch_messages`]): marker on each, each cleared,
+/// then the new configs.
+async fn publish_discovery(
+    ctx: &RoomContext,
+    state: &RoomState,
+    discovery_inputs: &mut Option<DiscoveryInputs>,
+    old: Vec<String>,
+) {
+    let Some(new) = room_configs(ctx, state) else {
+        return;
+    };
+    let link = &ctx.spec.link;
+    if old.is_empty() {
+        for message in new {
+            link.publish(Publish::retained(message.topic, message.payload));
+        }
+    } else {
+        tracing::info!(
+            room = %ctx.spec.id,
+            configs = old.len(),
+            mode = ctx.spec.ha.mode.name(),
+            "migrating the room's Home Assistant discovery configs"
+        );
+        let n = old.len();
+        let steps = homeassistant::switch_messages(&old, new);
+        for (i, message) in steps.into_iter().enumerate() {
+            if i == n || i == 2 * n {
+                link.flush(MIGRATION_STEP_FLUSH).await;
+            }
+            link.publish(Publish::retained(message.topic, message.payload));
+        }
+    }
+    *discovery_inputs = Some(DiscoveryInputs::of(state));
+}
+
 fn publish_state(
     ctx: &RoomContext,
     state: &RoomState,
     discovery_inputs: &mut Option<DiscoveryInputs>,
+    discovery_ready: bool,
 ) {
-    if let Some(prefix) = &ctx.spec.discovery_prefix {
-        let inputs = DiscoveryInputs::of(state);
-        if discovery_inputs.as_ref() != Some(&inputs) {
-            let discovery = DiscoveryContext {
-                base_topic: ctx.spec.topics.base(),
-                prefix,
-                room_id: &ctx.spec.id,
-                room_name: &ctx.spec.name,
-                host: &ctx.spec.options.host,
-                bridge_version: env!("CARGO_PKG_VERSION"),
-            };
-            let via = ctx.spec.bridge_state.as_deref();
-            for message in homeassistant::discovery_messages_via(&discovery, state, via) {
-                ctx.spec
-                    .link
-                    .publish(Publish::retained(message.topic, message.payload));
-            }
-            *discovery_inputs = Some(inputs);
+    let inputs = DiscoveryInputs::of(state);
+    // Republished only from a state the Room has filled in (its resync reached getSystemInfo,
+    // after getHardware): a state cleared when the Room goes away or the bridge stops would
+    // announce selects without options while their retained selection still names a device.
+    if discovery_ready
+        && state.system_info.is_some()
+        && discovery_inputs.as_ref() != Some(&inputs)
+        && let Some(configs) = room_configs(ctx, state)
+    {
+        for message in configs {
+            ctx.spec
+                .link
+                .publish(Publish::retained(message.topic, message.payload));
         }
+        *discovery_inputs = Some(inputs);
     }
     let document = state_document(state);
     for (field, value) in plain_fields(&document) {
@@ -279,6 +404,10 @@ pub(crate) struct RoomSpec {
     pub link: MqttLink,
     pub topics: Topics,
     pub discovery_prefix: Option<String>,
+    /// Discovery mode and suggested areas.
+    pub ha: Arc<HaOptions>,
+    /// Configs of the other discovery mode to migrate, once the sweep has read them.
+    pub migration: MigrationWatch,
     /// The bridge state topic Home Assistant availability follows; `None` = `<base>/bridge/state`.
     pub bridge_state: Option<String>,
     pub allow_dangerous: Arc<Vec<String>>,

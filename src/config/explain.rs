@@ -78,8 +78,13 @@ pub fn explain(settings: &Settings) -> String {
     if m.discovery {
         let _ = writeln!(
             out,
-            "  Home Assistant discovery: on, under {}/…",
-            m.discovery_prefix
+            "  Home Assistant discovery: on, under {}/…, one config per {}",
+            m.discovery_prefix,
+            match settings.homeassistant.discovery_mode {
+                crate::homeassistant::DiscoveryMode::Device => "Room (discovery_mode = \"device\")",
+                crate::homeassistant::DiscoveryMode::Entity =>
+                    "entity (discovery_mode = \"entity\")",
+            }
         );
     } else {
         let _ = writeln!(out, "  Home Assistant discovery: off");

@@ -68,8 +68,18 @@ pub struct Settings {
     pub log: LogSettings,
     /// The optional health/metrics endpoint.
     pub http: HttpSettings,
+    /// How Rooms are announced to Home Assistant.
+    pub homeassistant: HomeAssistantSettings,
     /// The Rooms to bridge; at least one, ids unique.
     pub rooms: Vec<RoomSettings>,
+}
+
+/// `[homeassistant]`: how Rooms are announced (discovery itself is `mqtt.discovery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HomeAssistantSettings {
+    /// `homeassistant.discovery_mode`: `"device"` (default; one config per Room, Home Assistant
+    /// 2024.11 and later) or `"entity"` (one config per entity, for older Home Assistant).
+    pub discovery_mode: crate::homeassistant::DiscoveryMode,
 }
 
 /// `[mqtt]`: how to reach the broker and where to publish.
@@ -203,6 +213,8 @@ pub struct RoomSettings {
     pub instance: String,
     /// WebSocket port; when set, discovery through `config.json` is skipped.
     pub ws_port: Option<u16>,
+    /// Home Assistant area suggested for the Room's device (`area`; 1–128 printable characters).
+    pub area: Option<String>,
     /// PIN for `secured` auth, from `pin` or `pin_file`; `None` = unsecured.
     pub pin: Option<Secret>,
     /// The file the PIN was read from, when it came from one (resolved path).

@@ -12,13 +12,14 @@ use super::env::{self, SplitEnv};
 use super::error::from_config_crate;
 use super::read::{ENV_PREFIX, Problems, Section, quote, show};
 use super::{
-    ConfigError, HttpSettings, LogFormat, LogSettings, MqttSettings, MqttTls, MqttVersion,
-    RoomSettings, Settings,
+    ConfigError, HomeAssistantSettings, HttpSettings, LogFormat, LogSettings, MqttSettings,
+    MqttTls, MqttVersion, RoomSettings, Settings,
 };
+use crate::homeassistant::DiscoveryMode;
 use crate::protocol::catalog;
 use crate::secret::Secret;
 
-pub(super) const ROOT_KEYS: &[&str] = &["mqtt", "log", "http", "rooms"];
+pub(super) const ROOT_KEYS: &[&str] = &["mqtt", "log", "http", "homeassistant", "rooms"];
 pub(super) const MQTT_KEYS: &[&str] = &[
     "host",
     "port",
@@ -42,6 +43,7 @@ pub(super) const MQTT_KEYS: &[&str] = &[
 pub(super) const TLS_KEYS: &[&str] = &["ca_file", "cert_file", "key_file"];
 pub(super) const LOG_KEYS: &[&str] = &["level", "format"];
 pub(super) const HTTP_KEYS: &[&str] = &["listen"];
+pub(super) const HOMEASSISTANT_KEYS: &[&str] = &["discovery_mode"];
 pub(super) const ROOM_KEYS: &[&str] = &[
     "id",
     "name",
@@ -49,6 +51,7 @@ pub(super) const ROOM_KEYS: &[&str] = &[
     "port",
     "instance",
     "ws_port",
+    "area",
     "pin",
     "pin_file",
     "allow_dangerous",
@@ -130,6 +133,11 @@ fn settings(root: Map<String, Value>, env: &SplitEnv, p: &mut Problems) -> Setti
         .unwrap_or_else(|| Section::new("http", Map::new()));
     let http = http(http_sec, p);
 
+    let ha_sec = p
+        .table(&mut root, "homeassistant")
+        .unwrap_or_else(|| Section::new("homeassistant", Map::new()));
+    let homeassistant = homeassistant(ha_sec, p);
+
     let before = p.list.len();
     let items = p.array(&mut root, "rooms");
     // A malformed `rooms` was just reported; "no rooms" would say the same twice.
@@ -141,6 +149,7 @@ fn settings(root: Map<String, Value>, env: &SplitEnv, p: &mut Problems) -> Setti
         mqtt,
         log,
         http,
+        homeassistant,
         rooms,
     }
 }
@@ -534,6 +543,19 @@ fn check_log_filter(filter: &str) -> Option<String> {
     }
 }
 
+fn homeassistant(mut s: Section, p: &mut Problems) -> HomeAssistantSettings {
+    let discovery_mode = p.choice(
+        &mut s,
+        "discovery_mode",
+        &DiscoveryMode::ALL,
+        "\"device\" (one config per Room, Home Assistant 2024.11 and later) or \"entity\" (one per entity)",
+    );
+    p.finish(s, HOMEASSISTANT_KEYS);
+    HomeAssistantSettings {
+        discovery_mode: discovery_mode.unwrap_or_default(),
+    }
+}
+
 fn http(mut s: Section, p: &mut Problems) -> HttpSettings {
     let listen =
         p.opt_string(&mut s, "listen")
@@ -716,6 +738,16 @@ fn room(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> RoomSettings 
         );
     }
     let ws_port = p.port(&mut s, "ws_port");
+    let area = p.string(&mut s, "area");
+    if let Some(area) = &area
+        && is_bad_name(area)
+    {
+        p.push(
+            s.key("area"),
+            format!("{} is not a usable area name", quote(area)),
+            "1–128 printable characters, e.g. \"Floor 3\"",
+        );
+    }
     let (pin, pin_file) = secret_pair(p, &mut s, "pin", "pin_file", creds);
     let allow_dangerous = p.list(&mut s, "allow_dangerous").unwrap_or_default();
     let list_key = s.key("allow_dangerous");
@@ -734,6 +766,7 @@ fn room(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> RoomSettings 
         port,
         instance,
         ws_port,
+        area,
         pin,
         pin_file,
         allow_dangerous,

@@ -93,9 +93,17 @@ fn example_file_parses() {
 #[test]
 fn example_file_documents_every_key() {
     // Every key the loader knows appears in the example (commented or not).
-    use super::parse::{HTTP_KEYS, LOG_KEYS, MQTT_KEYS, ROOM_KEYS, TLS_KEYS};
-    let tables = ["[mqtt.tls]", "[[rooms]]"];
-    let keys = [MQTT_KEYS, TLS_KEYS, LOG_KEYS, HTTP_KEYS, ROOM_KEYS].concat();
+    use super::parse::{HOMEASSISTANT_KEYS, HTTP_KEYS, LOG_KEYS, MQTT_KEYS, ROOM_KEYS, TLS_KEYS};
+    let tables = ["[mqtt.tls]", "[homeassistant]", "[[rooms]]"];
+    let keys = [
+        MQTT_KEYS,
+        TLS_KEYS,
+        LOG_KEYS,
+        HTTP_KEYS,
+        HOMEASSISTANT_KEYS,
+        ROOM_KEYS,
+    ]
+    .concat();
     for key in keys.iter().filter(|k| **k != "tls").chain(&tables) {
         assert!(EXAMPLE.contains(key), "{key} is not in the example");
     }
@@ -787,4 +795,26 @@ fn explain_summarises() {
     assert!(text.contains("secured with a PIN"), "{text}");
     assert!(text.contains("dangerous methods allowed: none"), "{text}");
     assert!(!text.contains("1234"), "{text}");
+}
+
+#[test]
+fn discovery_mode_and_area() {
+    use crate::homeassistant::DiscoveryMode;
+    let s = load(MINIMAL, &[]).unwrap();
+    assert_eq!(s.homeassistant.discovery_mode, DiscoveryMode::Device);
+    assert_eq!(s.rooms[0].area, None);
+    let example = load(EXAMPLE, &[]).unwrap();
+    assert_eq!(example.rooms[0].area.as_deref(), Some("Floor 3"));
+    let s = load(
+        MINIMAL,
+        &[("TRUECONF2MQTT__HOMEASSISTANT__DISCOVERY_MODE", "entity")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.homeassistant.discovery_mode, DiscoveryMode::Entity);
+    let text = format!("{MINIMAL}\n[homeassistant]\ndiscovery_mode = \"devices\"\n");
+    let p = problems(&text, &[]);
+    assert_eq!(keys(&p), ["homeassistant.discovery_mode"]);
+    assert!(p[0].to_string().contains("\"device\""), "{}", p[0]);
+    let text = format!("{MINIMAL}\n[homeassistant]\nmode = \"device\"\n");
+    assert_eq!(keys(&problems(&text, &[])), ["homeassistant.mode"]);
 }

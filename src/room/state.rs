@@ -55,7 +55,7 @@ pub struct RoomState {
     pub window_state: Option<i64>,
     /// Port of the Room's built-in HTTP server.
     pub http_port: Option<u16>,
-    /// Room application version, from `getSystemInfo` (inferred location: `productInfo.version`).
+    /// Room application version, from `getSystemInfo` (`productInfo`: `major.minor.revision.build`).
     pub version: Option<String>,
     /// `getSystemInfo` reply data.
     pub system_info: Option<Value>,
@@ -390,10 +390,7 @@ impl RoomState {
             }
             "getSystemInfo" => {
                 let data = Value::Object(response.data());
-                let version = data
-                    .pointer("/productInfo/version")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
+                let version = product_version(&data);
                 let mut changed = set(&mut self.version, version);
                 changed |= set(&mut self.system_info, Some(data));
                 changed
@@ -419,6 +416,20 @@ impl RoomState {
             _ => false,
         }
     }
+}
+
+/// The Room's version from `getSystemInfo`: `productInfo` is `{major, minor, revision, build}`
+/// (the protocol catalog), shown as `5.0.2.1043`; a `version` string there is taken as is.
+fn product_version(data: &Value) -> Option<String> {
+    let info = data.get("productInfo")?;
+    if let Some(version) = info.get("version").and_then(Value::as_str) {
+        return Some(version.to_owned());
+    }
+    let parts: Vec<String> = ["major", "minor", "revision", "build"]
+        .iter()
+        .map_while(|k| info.get(*k).and_then(Value::as_u64).map(|n| n.to_string()))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("."))
 }
 
 #[cfg(test)]

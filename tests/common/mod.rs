@@ -650,6 +650,12 @@ pub fn test_bridge_options(mqtt: LinkOptions, rooms: Vec<RoomEntry>) -> BridgeOp
         mqtt,
         base_topic: "trueconf".into(),
         discovery_prefix: Some("homeassistant".into()),
+        // Per-entity configs: the tests about other things look at single entities' topics.
+        // Device configs (the default) are tested in src/homeassistant and tests/ha_acceptance.
+        homeassistant: trueconf2mqtt::homeassistant::HaOptions {
+            mode: trueconf2mqtt::homeassistant::DiscoveryMode::Entity,
+            ..Default::default()
+        },
         max_payload_bytes: 4096,
         command_max_age: Duration::from_secs(5),
         rooms,

@@ -52,6 +52,11 @@ NEWER_KEYS: dict[tuple[str, str], str] = {
     # core PR #123248: sensor `options` (only together with device_class enum).
     ("sensor", "options"): "2024.9",
 }
+# The same for every component. `default_entity_id` (core PR #151775) replaces `object_id`, which
+# is ignored from 2026.4; both are sent, so every release gets entity ids from the room id.
+NEWER_KEYS_ANY_COMPONENT: dict[str, str] = {
+    "default_entity_id": "2025.10",
+}
 
 
 def main() -> int:
@@ -206,7 +211,7 @@ def main() -> int:
         valid_configs.append((topic, text))
         dropped = sorted(sent_keys - set(config))
         for key in dropped:
-            newer = NEWER_KEYS.get((component, key))
+            newer = NEWER_KEYS.get((component, key)) or NEWER_KEYS_ANY_COMPONENT.get(key)
             if newer:
                 if not args.quiet:
                     print(

@@ -435,6 +435,57 @@ fn compose_services_images_and_profiles() {
     assert!(depends.contains(&"mosquitto".to_owned()) && depends.contains(&"room".to_owned()));
 }
 
+/// An image name as podman and Docker resolve a Docker Hub short name
+/// (`debian:x` → `docker.io/library/debian:x`, `owner/name:x` → `docker.io/owner/name:x`).
+fn qualified(image: &str) -> String {
+    match image.split_once('/') {
+        Some((host, _)) if host.contains('.') || host.contains(':') => image.to_owned(),
+        Some(_) => format!("docker.io/{image}"),
+        None => format!("docker.io/library/{image}"),
+    }
+}
+
+#[test]
+fn the_container_test_makes_every_image_it_cannot_pull() {
+    // scripts/container-test.sh builds the Dockerfile and starts docker-compose.yml without any
+    // registry: each base image and each default service's image that is not built from this
+    // repository must be one scripts/container-base-images.sh makes, under the same name.
+    let made: Vec<String> = read("scripts/container-base-images.sh")
+        .lines()
+        .filter_map(|l| l.split_once("_IMAGE="))
+        .map(|(_, image)| image.trim().to_owned())
+        .collect();
+    assert_eq!(made.len(), 3, "{made:?}");
+    let mut needed = Vec::new();
+    let mut stages: Vec<String> = Vec::new();
+    for from in docker_instruction("FROM") {
+        let words: Vec<&str> = from.split_whitespace().collect();
+        if !stages.iter().any(|s| s == words[0]) {
+            needed.push(qualified(words[0]));
+        }
+        if let [_, as_, stage] = words[..] {
+            assert!(as_.eq_ignore_ascii_case("as"), "FROM {from}");
+            stages.push(stage.to_owned());
+        }
+    }
+    let compose = compose();
+    for (name, service) in compose["services"].as_object().expect("services") {
+        if service["profiles"].is_null() && service["build"].is_null() {
+            let image = service["image"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: image"));
+            needed.push(qualified(image));
+        }
+    }
+    assert_eq!(needed.len(), 3, "{needed:?}");
+    for image in &needed {
+        assert!(
+            made.contains(image),
+            "{image} is needed but not made: {made:?}"
+        );
+    }
+}
+
 #[test]
 fn compose_bridge_configuration_loads_with_its_secrets() {
     let compose = compose();

@@ -421,6 +421,18 @@ impl MqttLink {
     }
 }
 
+/// MQTT 5 configured and no CONNACK ever received: brokers without MQTT 5 (RabbitMQ before
+/// 3.13, NATS, rumqttd's 3.1.1 listener) close the connection or answer "unsupported protocol
+/// version", which alone reads like a network fault. Says what to change instead.
+fn explain_v5(options: &LinkOptions, stats: &MqttStats, error: String) -> String {
+    if options.version != Version::V5 || stats.connects.load(Ordering::Relaxed) > 0 {
+        return error;
+    }
+    format!(
+        "{error} (mqtt.version = \"5\" and the broker never accepted a connection: it probably does not support MQTT 5; set mqtt.version = \"3.1.1\")"
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn poll_loop(
     mut eventloop: EventLoop,
@@ -493,7 +505,7 @@ async fn poll_loop(
                 failures += 1;
                 let delay = reconnect.failed();
                 let refused = error.refused;
-                let error = error.message;
+                let error = explain_v5(&options, &stats, error.message);
                 if let Ok(mut last) = stats.last_error.lock() {
                     *last = Some(error.clone());
                 }

@@ -3,6 +3,8 @@
 //! Room options the tests start from (short keepalives and backoffs, so failures show fast).
 #![allow(dead_code)]
 
+pub mod brokers;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpListener;

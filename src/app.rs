@@ -51,6 +51,7 @@ pub fn link_options(mqtt: &MqttSettings) -> Result<LinkOptions, String> {
     Ok(LinkOptions {
         host: mqtt.host.clone(),
         port: mqtt.port,
+        failover: mqtt.failover.clone(),
         client_id: mqtt.client_id.clone(),
         credentials,
         keepalive: mqtt.keepalive,

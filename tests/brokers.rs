@@ -16,7 +16,7 @@ use trueconf2mqtt::bridge::BridgeOptions;
 use trueconf2mqtt::mqtt::{LinkOptions, Version};
 use trueconf2mqtt::simulator::{SimConfig, SimRoom};
 
-use common::brokers::{AnyBroker, Kind, serve_rumqttd_if_asked};
+use common::brokers::{AnyBroker, Kind, RabbitCluster, serve_rumqttd_if_asked};
 use common::{
     Probe, Proxy, Running, room_entry, test_bridge_options, test_link_options, test_room_options,
     wait_until, within,
@@ -165,7 +165,9 @@ async fn matrix(kind: Kind) {
     late.wait_latest(MIC_CONFIG, WAIT, |p| !p.is_empty()).await;
     if kind.retained_to_wildcards() {
         let wildcard = Probe::connect(port, &["trueconf/#"]).await;
-        wildcard.wait_value(&t("availability"), "online", WAIT).await;
+        wildcard
+            .wait_value(&t("availability"), "online", WAIT)
+            .await;
     }
     // Commands work again (the bridge subscribed again on the fresh broker).
     let responses = Probe::connect(port, &[&t("response/#")]).await;
@@ -220,4 +222,102 @@ async fn rabbitmq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats() {
     matrix(Kind::Nats).await;
+}
+
+/// `mqtt.hosts` with independent brokers (two mosquittos): when the first dies the bridge
+/// moves to the second within its backoff and publishes everything there; commands work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_the_next_listed_broker() {
+    let mut first = common::Broker::start();
+    let second = common::Broker::start();
+    let room = SimRoom::start(SimConfig::default()).await.unwrap();
+    let mut options = options(first.port, &room, Version::V311);
+    options.mqtt.failover = vec![("127.0.0.1".to_owned(), second.port)];
+    let mut bridge = Running::start(options);
+    let on_first = Probe::connect(first.port, &["trueconf/#"]).await;
+    on_first
+        .wait_value(&t("availability"), "online", WAIT)
+        .await;
+    let on_second = Probe::connect(second.port, &["trueconf/#"]).await;
+    let killed = Instant::now();
+    first.kill();
+    on_second
+        .wait_value(&t("availability"), "online", WAIT)
+        .await;
+    on_second.wait_value(&t("mic_muted"), "OFF", WAIT).await;
+    on_second
+        .wait_value("trueconf/bridge/state", "online", WAIT)
+        .await;
+    let moved = killed.elapsed();
+    let r = command(&on_second, "set/mic_muted", "ON", "mic_muted").await;
+    assert_eq!(r["status"], "ok", "{r}");
+    wait_until(WAIT, "the room muted", || room.snapshot().mic_muted).await;
+    bridge.stop().await;
+    eprintln!("failover to the second broker took {moved:?}");
+}
+
+/// `mqtt.hosts` on a three-node RabbitMQ cluster on this host: the node the bridge is on is
+/// killed; the bridge moves to the next node within its backoff, republishes state and
+/// availability there, and commands keep working. The probe sits on the third node, so it
+/// sees the cluster's routing, not just one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_cluster_failover() {
+    if Kind::RabbitMq.skipped() {
+        return;
+    }
+    let started = Instant::now();
+    let mut cluster = tokio::task::block_in_place(|| RabbitCluster::start(3));
+    let booted = started.elapsed();
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+    let room = SimRoom::start(SimConfig::default()).await.unwrap();
+    let probe = Probe::connect(ports[2], &["trueconf/#"]).await;
+    let mut options = options(ports[0], &room, Version::V311);
+    // RabbitMQ 3.10 keeps an MQTT session in a classic queue on the node the client first
+    // connected to: with that node dead, every other node closes the connection right after
+    // CONNACK (queue.declare: "home node … is down"), whatever the clean-session flag. Mirrored
+    // session queues (a policy, as docs/scaling.md tells operators) survive the node.
+    let policy = Instant::now();
+    tokio::task::block_in_place(|| {
+        cluster.ctl(&[
+            "set_policy",
+            "--apply-to",
+            "queues",
+            "mqtt-sessions",
+            "^mqtt-subscription-",
+            r#"{"ha-mode":"all","ha-sync-mode":"automatic"}"#,
+        ])
+    });
+    eprintln!("policy set in {:?}", policy.elapsed());
+    options.mqtt.failover = vec![
+        ("127.0.0.1".to_owned(), ports[1]),
+        ("127.0.0.1".to_owned(), ports[2]),
+    ];
+    let mut bridge = Running::start(options);
+    probe.wait_value(&t("availability"), "online", WAIT).await;
+    let r = command(&probe, "set/mic_muted", "ON", "mic_muted").await;
+    assert_eq!(r["status"], "ok", "{r}");
+
+    // The bridge's node dies; everything it published must come again through another node.
+    probe.clear();
+    let killed = Instant::now();
+    tokio::task::block_in_place(|| cluster.kill(0));
+    probe
+        .wait_message(&t("availability"), WAIT, |p| p == "online")
+        .await;
+    probe
+        .wait_message(&t("mic_muted"), WAIT, |p| p == "ON")
+        .await;
+    probe
+        .wait_message("trueconf/bridge/state", WAIT, |p| p == "online")
+        .await;
+    let moved = killed.elapsed();
+    assert!(bridge.bridge.link().is_connected());
+    let r = command(&probe, "set/mic_muted", "OFF", "mic_muted").await;
+    assert_eq!(r["status"], "ok", "{r}");
+    wait_until(WAIT, "the room unmuted", || !room.snapshot().mic_muted).await;
+    bridge.stop().await;
+    eprintln!(
+        "RabbitMQ cluster: boot {booted:?}, moved to another node {moved:?} after the kill, whole run {:?}",
+        started.elapsed()
+    );
 }

@@ -35,6 +35,9 @@ pub struct LinkOptions {
     pub host: String,
     /// Broker port.
     pub port: u16,
+    /// Further nodes of a broker cluster (`mqtt.hosts` after the first): after each failed or
+    /// lost connection the link tries the next node in turn, `host:port` first.
+    pub failover: Vec<(String, u16)>,
     /// MQTT client id (stable, so a persistent session can be resumed).
     pub client_id: String,
     /// Username and password.
@@ -72,6 +75,7 @@ impl LinkOptions {
         LinkOptions {
             host: host.into(),
             port,
+            failover: Vec::new(),
             client_id: client_id.into(),
             credentials: None,
             keepalive: Duration::from_secs(30),
@@ -447,7 +451,11 @@ async fn poll_loop(
     cancel: CancellationToken,
 ) {
     let mut reconnect = Reconnect::new(options.reconnect_min, options.reconnect_max);
-    let broker = format!("{}:{}", options.host, options.port);
+    let nodes: Vec<(String, u16)> = std::iter::once((options.host.clone(), options.port))
+        .chain(options.failover.iter().cloned())
+        .collect();
+    let mut node = 0;
+    let mut broker = format!("{}:{}", options.host, options.port);
     let mut failures: u64 = 0;
     // When the link went down, and (after a reconnect that resumed the session, until our
     // subscriptions are confirmed) how long the outage lasted: what the broker delivers in that
@@ -543,6 +551,13 @@ async fn poll_loop(
                 // Taken after the backoff, just before reconnecting: a publish that slipped into
                 // rumqttc's channel before the outbox saw the link go down is taken with the
                 // rest, in order, instead of overtaking them on the new connection.
+                if nodes.len() > 1 {
+                    node = (node + 1) % nodes.len();
+                    let (host, port) = &nodes[node];
+                    eventloop.set_broker(&options, host, *port);
+                    broker = format!("{host}:{port}");
+                    info!(%broker, "trying the next broker node");
+                }
                 let unsent = eventloop.take_unsent();
                 if !unsent.is_empty() {
                     let count = unsent.iter().filter(|p| !p.retain).count() as u64;

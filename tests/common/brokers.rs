@@ -31,6 +31,8 @@ pub const RUMQTTD_CHILD_TEST: &str = "rumqttd_broker_process";
 const RABBIT_BOOT: Duration = Duration::from_secs(120);
 /// How long mosquitto, rumqttd or NATS may take to accept connections (well under 1 s idle).
 const SMALL_BOOT: Duration = Duration::from_secs(20);
+/// Boot attempts of a RabbitMQ node whose free port was taken by someone else meanwhile.
+const BOOT_TRIES: u32 = 3;
 /// The private epmd is a tiny C daemon: it listens at once.
 const EPMD_BOOT: Duration = Duration::from_secs(10);
 
@@ -140,6 +142,27 @@ fn wait_closed(port: u16, what: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether an MQTT 3.1.1 CONNECT on 127.0.0.1:`port` gets CONNACK "accepted" within a second:
+/// a listening socket alone is not readiness (RabbitMQ's MQTT plugin accepts TCP before its
+/// client-id tracker has a Raft leader, and then answers nothing).
+fn mqtt_accepts(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let id = b"t2m-ready";
+    let mut connect = vec![0x10, (10 + 2 + id.len()) as u8, 0, 4];
+    connect.extend_from_slice(b"MQTT");
+    connect.extend_from_slice(&[4, 0x02, 0, 10, 0, id.len() as u8]);
+    connect.extend_from_slice(id);
+    let mut ack = [0u8; 4];
+    stream.write_all(&connect).is_ok()
+        && stream.read_exact(&mut ack).is_ok()
+        && ack == [0x20, 0x02, 0x00, 0x00]
+        && stream.write_all(&[0xE0, 0x00]).is_ok()
 }
 
 fn alive(child: &mut Option<Child>) -> bool {
@@ -334,7 +357,7 @@ const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 
 /// A RabbitMQ cluster of one or more nodes on this host, all with the MQTT plugin, sharing a
 /// private epmd and an erlang cookie of their own; the nodes find each other through
-/// `classic_config` peer discovery when started together.
+/// `classic_config` peer discovery.
 pub struct RabbitCluster {
     dir: tempfile::TempDir,
     epmd_port: u16,
@@ -356,8 +379,7 @@ pub struct RabbitNode {
 }
 
 impl RabbitCluster {
-    /// Starts `count` clustered nodes (booting in parallel) and waits until every one accepts
-    /// MQTT connections.
+    /// Starts `count` clustered nodes and waits until every one accepts MQTT connections.
     pub fn start(count: usize) -> RabbitCluster {
         assert!(
             Path::new(RABBITMQ_SERVER).exists(),
@@ -408,13 +430,36 @@ impl RabbitCluster {
             node.write_config(&names);
             cluster.nodes.push(node);
         }
-        for i in 0..cluster.nodes.len() {
-            cluster.spawn(i);
-        }
-        for node in &mut cluster.nodes {
-            node.wait_ready();
-        }
+        // The first node alone, then the others together: nodes booted all at once form the
+        // cluster but each starts its own Raft group for MQTT client ids, and MQTT then refuses
+        // every connection ("client ID registration timed out", leader not known).
+        cluster.boot(&[0], &names);
+        let others: Vec<usize> = (1..cluster.nodes.len()).collect();
+        cluster.boot(&others, &names);
         cluster
+    }
+
+    /// Starts the nodes `indices` together and waits for them. A free port can be taken by
+    /// another process between [`free_port`] and the node binding it: a node that exits
+    /// because a port is in use gets new ports and another try, at most [`BOOT_TRIES`] in all.
+    fn boot(&mut self, indices: &[usize], names: &[String]) {
+        for &i in indices {
+            self.spawn(i);
+        }
+        for &i in indices {
+            let mut tries = 1;
+            while let Err(problem) = self.nodes[i].ready() {
+                let taken = problem.contains("already_used") || problem.contains("eaddrinuse");
+                assert!(taken && tries < BOOT_TRIES, "{problem}");
+                tries += 1;
+                let node = &mut self.nodes[i];
+                node.kill();
+                (node.port, node.amqp_port, node.dist_port) =
+                    (free_port(), free_port(), free_port());
+                node.write_config(names);
+                self.spawn(i);
+            }
+        }
     }
 
     fn spawn(&mut self, index: usize) {
@@ -449,6 +494,28 @@ impl RabbitCluster {
             "rabbitmq-server",
         );
         node.child = Some(child);
+    }
+
+    /// Runs `rabbitmqctl` against the first node (a few seconds: it boots an Erlang VM);
+    /// panics with its output when it fails.
+    pub fn ctl(&self, args: &[&str]) {
+        let output = Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
+            .env("HOME", self.dir.path().join("home"))
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env(
+                "RABBITMQ_CONF_ENV_FILE",
+                self.nodes[0].dir.join("rabbitmq-env.conf"),
+            )
+            .args(["-n", &self.nodes[0].name])
+            .args(args)
+            .output()
+            .expect("rabbitmqctl (Debian package rabbitmq-server)");
+        assert!(
+            output.status.success(),
+            "rabbitmqctl {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// SIGKILLs node `index` (like a crash of its host).
@@ -503,19 +570,32 @@ impl RabbitNode {
     }
 
     fn wait_ready(&mut self) {
-        let what = format!("RabbitMQ node {} (log: {})", self.name, self.log_tail());
-        let child = &mut self.child;
-        let port = self.port;
+        if let Err(problem) = self.ready() {
+            panic!("{problem}");
+        }
+    }
+
+    /// Waits until the node accepts MQTT connections; the reason (with its log) when it exits
+    /// or runs out of time.
+    fn ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + RABBIT_BOOT;
         loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
+            if mqtt_accepts(self.port) {
+                return Ok(());
             }
-            if !alive(child) || Instant::now() >= deadline {
-                panic!(
-                    "{what}: no MQTT listener on port {port} within {RABBIT_BOOT:?}; log: {}",
+            let exited = !alive(&mut self.child);
+            if exited || Instant::now() >= deadline {
+                let why = if exited {
+                    "exited".to_owned()
+                } else {
+                    format!("did not accept MQTT within {RABBIT_BOOT:?}")
+                };
+                return Err(format!(
+                    "RabbitMQ node {} (MQTT port {}) {why}; log:\n{}",
+                    self.name,
+                    self.port,
                     self.log_tail()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

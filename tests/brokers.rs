@@ -93,11 +93,18 @@ async fn matrix(kind: Kind) {
         .await;
     probe.wait_value(&t("app_state"), "normal", WAIT).await;
     probe.wait_value(&t("mic_muted"), "OFF", WAIT).await;
+    // The JSON state follows the plain topics; the latest one settles on the same values.
     let state = probe
-        .wait_latest(&format!("trueconf/{ROOM}"), WAIT, |p| p.contains("cameras"))
+        .wait_latest(&format!("trueconf/{ROOM}"), WAIT, |p| {
+            serde_json::from_str::<Value>(p)
+                .is_ok_and(|v| v["app_state"] == "normal" && v["cameras"].is_array())
+        })
         .await;
     let state: Value = serde_json::from_str(&state).unwrap();
-    assert_eq!(state["app_state"], "normal", "{kind:?}: {state}");
+    assert!(
+        state["cameras"].as_array().unwrap().len() >= 2,
+        "{kind:?}: {state}"
+    );
     probe.wait_latest(MIC_CONFIG, WAIT, |p| !p.is_empty()).await;
 
     // Events.
@@ -320,4 +327,62 @@ async fn rabbitmq_cluster_failover() {
         "RabbitMQ cluster: boot {booted:?}, moved to another node {moved:?} after the kill, whole run {:?}",
         started.elapsed()
     );
+}
+
+/// Two instances on two RabbitMQ nodes would each see only their own retained room claim and
+/// both serve the room: with `mqtt.instance` and `mqtt.hosts`, the daemon first checks that a
+/// retained message published on one node is visible on the others, and refuses to start with
+/// a clear error when it is not. On nodes that share retained messages the check passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_instance_on_nodes_without_shared_retained_messages_is_refused() {
+    // Shared retained messages (one mosquitto reached as two "nodes"): the check passes.
+    let broker = common::Broker::start();
+    let mut shared = test_link_options(broker.port, "t2m-replication");
+    shared.failover = vec![("127.0.0.1".to_owned(), broker.port)];
+    within(
+        WAIT,
+        "the replication check",
+        trueconf2mqtt::mqtt::check_retained_shared(
+            &shared,
+            "trueconf/bridge/east/replication-check",
+            trueconf2mqtt::mqtt::REPLICATION_BOUND,
+        ),
+    )
+    .await
+    .expect("one broker shares its retained messages with itself");
+
+    if Kind::RabbitMq.skipped() {
+        return;
+    }
+    let cluster = tokio::task::block_in_place(|| RabbitCluster::start(2));
+    let room = SimRoom::start(SimConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("east.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mqtt]\ninstance = \"east\"\nclient_id = \"t2m-east\"\nhosts = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n\n[[rooms]]\nid = \"{ROOM}\"\nhost = \"127.0.0.1\"\nport = {}\n",
+            cluster.nodes[0].port,
+            cluster.nodes[1].port,
+            room.http_port()
+        ),
+    )
+    .unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let refused = within(
+        WAIT,
+        "the daemon's answer",
+        trueconf2mqtt::app::run(Some(&config), shutdown.clone()),
+    )
+    .await;
+    shutdown.cancel();
+    let error = refused.expect_err("multi-instance mode on RabbitMQ nodes must be refused");
+    assert!(
+        error.contains("refusing multi-instance mode") && error.contains("do not share retained"),
+        "{error}"
+    );
+    // Nothing was claimed: the refusal came before the bridge started.
+    let claims = Probe::connect(cluster.nodes[0].port, &[&t("owner")]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(claims.latest(&t("owner")).is_none_or(|p| p.is_empty()));
 }

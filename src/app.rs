@@ -59,6 +59,7 @@ pub fn link_options(mqtt: &MqttSettings) -> Result<LinkOptions, String> {
     Ok(LinkOptions {
         host: mqtt.host.clone(),
         port: mqtt.port,
+        failover: mqtt.failover.clone(),
         client_id: mqtt.client_id.clone(),
         credentials,
         keepalive: mqtt.keepalive,
@@ -116,6 +117,23 @@ fn tls_options(tls: &MqttTls) -> Result<TlsOptions, String> {
 pub async fn run(config: Option<&Path>, shutdown: CancellationToken) -> Result<(), String> {
     let settings = Settings::load(config).map_err(|e| format!("invalid configuration:\n{e}"))?;
     let options = bridge_options(&settings)?;
+    if let Some(instance) = &settings.mqtt.instance
+        && !options.mqtt.failover.is_empty()
+    {
+        // Room claims are retained messages: instances on nodes that do not share them would
+        // each serve the same rooms. Checked before anything is claimed.
+        let topic = format!(
+            "{}/bridge/{instance}/replication-check",
+            settings.mqtt.base_topic
+        );
+        crate::mqtt::check_retained_shared(&options.mqtt, &topic, crate::mqtt::REPLICATION_BOUND)
+            .await
+            .map_err(|e| {
+                format!(
+                    "refusing multi-instance mode (mqtt.instance with mqtt.hosts): {e}; connect every instance to one node with mqtt.host (docs/scaling.md)"
+                )
+            })?;
+    }
     info!(
         version = env!("CARGO_PKG_VERSION"),
         broker = %format!("{}:{}", settings.mqtt.host, settings.mqtt.port),

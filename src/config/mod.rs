@@ -89,6 +89,10 @@ pub struct MqttSettings {
     pub host: String,
     /// Broker port (`mqtt.port`, default 1883, or 8883 when TLS is configured).
     pub port: u16,
+    /// Further nodes of a broker cluster: `mqtt.hosts = ["n1:1883", "n2:1883", …]` sets
+    /// `host`/`port` to the first node and lists the others here (tried in turn after a lost
+    /// connection); empty with `mqtt.host`.
+    pub failover: Vec<(String, u16)>,
     /// MQTT client id, unique per broker (`mqtt.client_id`, default `trueconf2mqtt`; 1–64 of
     /// `A–Z a–z 0–9 _ -`); also the name rooms are claimed with when `instance` is not set.
     pub client_id: String,

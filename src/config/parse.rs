@@ -22,6 +22,7 @@ use crate::secret::Secret;
 pub(super) const ROOT_KEYS: &[&str] = &["mqtt", "log", "http", "homeassistant", "rooms"];
 pub(super) const MQTT_KEYS: &[&str] = &[
     "host",
+    "hosts",
     "port",
     "client_id",
     "instance",
@@ -158,10 +159,14 @@ fn settings(root: Map<String, Value>, env: &SplitEnv, p: &mut Problems) -> Setti
 // [mqtt]
 
 fn mqtt(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> MqttSettings {
-    let host = host(p, &mut s, "host", Some("127.0.0.1"));
+    let hosts = p.list(&mut s, "hosts");
     let tls = p.table(&mut s, "tls").map(|t| tls(t, creds, p));
     let default_port = if tls.is_some() { 8883 } else { 1883 };
     let port = p.port(&mut s, "port").unwrap_or(default_port);
+    let (host, port, failover) = match hosts {
+        None => (host(p, &mut s, "host", Some("127.0.0.1")), port, Vec::new()),
+        Some(hosts) => broker_nodes(p, &mut s, &hosts, port),
+    };
 
     let client_id = p
         .string(&mut s, "client_id")
@@ -260,6 +265,7 @@ fn mqtt(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> MqttSettings 
     MqttSettings {
         host,
         port,
+        failover,
         client_id,
         instance,
         username,
@@ -277,6 +283,76 @@ fn mqtt(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> MqttSettings 
         event_buffer: to_usize(event_buffer.unwrap_or(1000)),
         tls,
     }
+}
+
+/// Most nodes `mqtt.hosts` may list: a cluster is a handful of nodes; a long list is a mistake
+/// (and each dead node costs a reconnect backoff before the next is tried).
+const MAX_BROKER_NODES: usize = 16;
+
+/// `mqtt.hosts`: `"host"`, `"host:port"` or `"[v6]:port"` each (port defaults to `mqtt.port`).
+/// Returns the first node and the others, in order.
+fn broker_nodes(
+    p: &mut Problems,
+    s: &mut Section,
+    hosts: &[String],
+    default_port: u16,
+) -> (String, u16, Vec<(String, u16)>) {
+    let key = s.key("hosts");
+    if p.string(s, "host").is_some() {
+        p.push(
+            s.key("host"),
+            "is set together with mqtt.hosts",
+            "either mqtt.host (one broker) or mqtt.hosts (the nodes of a cluster)",
+        );
+    }
+    if hosts.is_empty() || hosts.len() > MAX_BROKER_NODES {
+        p.push(
+            key.clone(),
+            format!("lists {} nodes", hosts.len()),
+            format!("1–{MAX_BROKER_NODES} broker nodes, e.g. [\"n1:1883\", \"n2:1883\"]"),
+        );
+    }
+    let mut nodes = Vec::with_capacity(hosts.len());
+    for (i, entry) in hosts.iter().enumerate() {
+        match broker_node(entry.trim(), default_port) {
+            Some(node) if !nodes.contains(&node) => nodes.push(node),
+            Some(_) => p.push(
+                format!("{key}[{i}]"),
+                format!("{} is listed twice", quote(entry)),
+                "each node once",
+            ),
+            None => p.push(
+                format!("{key}[{i}]"),
+                format!("{} is not a host or host:port", quote(entry)),
+                "\"host\", \"host:port\" or \"[2001:db8::1]:port\", e.g. \"mqtt-1.example.org:1883\"",
+            ),
+        }
+    }
+    let mut nodes = nodes.into_iter();
+    let (host, port) = nodes
+        .next()
+        .unwrap_or(("127.0.0.1".to_owned(), default_port));
+    (host, port, nodes.collect())
+}
+
+fn broker_node(entry: &str, default_port: u16) -> Option<(String, u16)> {
+    let port = |text: &str| text.parse::<u16>().ok().filter(|p| *p > 0);
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        v6.parse::<std::net::Ipv6Addr>().ok()?;
+        match after {
+            "" => (v6, default_port),
+            after => (v6, port(after.strip_prefix(':')?)?),
+        }
+    } else if entry.parse::<IpAddr>().is_ok() {
+        (entry, default_port)
+    } else {
+        match entry.split_once(':') {
+            None => (entry, default_port),
+            Some((host, text)) => (host, port(text)?),
+        }
+    };
+    is_host(host).then(|| (host.to_owned(), port))
 }
 
 fn to_usize(n: u64) -> usize {

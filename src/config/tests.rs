@@ -818,3 +818,58 @@ fn discovery_mode_and_area() {
     let text = format!("{MINIMAL}\n[homeassistant]\nmode = \"device\"\n");
     assert_eq!(keys(&problems(&text, &[])), ["homeassistant.mode"]);
 }
+
+#[test]
+fn mqtt_hosts_lists_the_nodes_of_a_cluster() {
+    let text = format!(
+        "[mqtt]\nport = 1884\nhosts = [\"n1.example.org\", \"n2:1885\", \"[2001:db8::3]:1886\", \"192.0.2.4\"]\n{MINIMAL}"
+    );
+    let s = load(&text, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (s.mqtt.host.as_str(), s.mqtt.port),
+        ("n1.example.org", 1884)
+    );
+    assert_eq!(
+        s.mqtt.failover,
+        vec![
+            ("n2".to_owned(), 1885),
+            ("2001:db8::3".to_owned(), 1886),
+            ("192.0.2.4".to_owned(), 1884),
+        ]
+    );
+    // From the environment, comma-separated.
+    let s = load(MINIMAL, &[("TRUECONF2MQTT__MQTT__HOSTS", "a:1,b:2")]).unwrap();
+    assert_eq!((s.mqtt.host.as_str(), s.mqtt.port), ("a", 1));
+    assert_eq!(s.mqtt.failover, vec![("b".to_owned(), 2)]);
+    // Plain `host` keeps working, with no other nodes.
+    let s = load(MINIMAL, &[]).unwrap();
+    assert!(s.mqtt.failover.is_empty());
+}
+
+#[test]
+fn mqtt_hosts_errors_name_the_entry() {
+    let text = format!(
+        "[mqtt]\nhost = \"x\"\nhosts = [\"ok:1883\", \"bad host\", \"n:0\", \"ok:1883\", \"[::1\"]\n{MINIMAL}"
+    );
+    let problems = problems(&text, &[]);
+    let keys = keys(&problems);
+    for key in [
+        "mqtt.host",
+        "mqtt.hosts[1]",
+        "mqtt.hosts[2]",
+        "mqtt.hosts[3]",
+        "mqtt.hosts[4]",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    let problems = problems_of(&format!("[mqtt]\nhosts = []\n{MINIMAL}"));
+    assert_eq!(keys_of(&problems), vec!["mqtt.hosts"]);
+}
+
+fn problems_of(text: &str) -> Vec<Problem> {
+    problems(text, &[])
+}
+
+fn keys_of(problems: &[Problem]) -> Vec<&str> {
+    keys(problems)
+}

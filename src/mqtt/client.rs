@@ -401,67 +401,94 @@ fn network_options() -> rumqttc::NetworkOptions {
 /// Creates the client and event loop for `options`. An empty `will_topic` means no last will: a
 /// short-lived reader (`trueconf2mqtt status`) must never leave a retained `offline` behind.
 pub(crate) fn build(options: &LinkOptions, capacity: usize) -> (Client, EventLoop) {
-    let transport = match &options.tls {
-        None => Transport::tcp(),
-        Some(tls) => Transport::tls_with_config(TlsConfiguration::Rustls(tls.config.clone())),
-    };
-    let keepalive = options.keepalive.max(Duration::from_secs(1));
     match options.version {
         Version::V311 => {
-            use rumqttc::{LastWill, MqttOptions};
-            let mut mqtt = MqttOptions::new(&options.client_id, &options.host, options.port);
-            mqtt.set_keep_alive(keepalive);
-            mqtt.set_clean_session(options.clean_session);
-            mqtt.set_max_packet_size(options.max_incoming_packet, MAX_OUTGOING_PAYLOAD);
-            if !options.will_topic.is_empty() {
-                mqtt.set_last_will(LastWill::new(
-                    &options.will_topic,
-                    "offline",
-                    QoS::AtLeastOnce,
-                    true,
-                ));
-            }
-            mqtt.set_inflight(INFLIGHT);
-            mqtt.set_max_request_batch(REQUEST_BATCH);
-            mqtt.set_transport(transport);
-            if let Some((user, password)) = &options.credentials {
-                mqtt.set_credentials(user, password.expose());
-            }
+            let mqtt = v4_options(options, &options.host, options.port);
             let (client, mut eventloop) = rumqttc::AsyncClient::new(mqtt, capacity);
             eventloop.set_network_options(network_options());
             (Client::V4(client), EventLoop::V4(Box::new(eventloop)))
         }
         Version::V5 => {
-            use rumqttc::v5::MqttOptions;
-            use rumqttc::v5::mqttbytes::v5::LastWill;
-            let mut mqtt = MqttOptions::new(&options.client_id, &options.host, options.port);
-            mqtt.set_keep_alive(keepalive);
-            mqtt.set_clean_start(options.clean_session);
-            if !options.clean_session {
-                // MQTT 5 ends a session at disconnect unless an expiry is set: keep it a day.
-                mqtt.set_session_expiry_interval(Some(24 * 3600));
-            }
-            mqtt.set_max_packet_size(Some(
-                u32::try_from(options.max_incoming_packet).unwrap_or(u32::MAX),
-            ));
-            if !options.will_topic.is_empty() {
-                mqtt.set_last_will(LastWill::new(
-                    &options.will_topic,
-                    "offline",
-                    v5_qos(QoS::AtLeastOnce),
-                    true,
-                    None,
-                ));
-            }
-            mqtt.set_outgoing_inflight_upper_limit(INFLIGHT);
-            mqtt.set_max_request_batch(REQUEST_BATCH);
-            mqtt.set_transport(transport);
-            mqtt.set_network_options(network_options());
-            if let Some((user, password)) = &options.credentials {
-                mqtt.set_credentials(user, password.expose());
-            }
+            let mqtt = v5_options(options, &options.host, options.port);
             let (client, eventloop) = rumqttc::v5::AsyncClient::new(mqtt, capacity);
             (Client::V5(client), EventLoop::V5(Box::new(eventloop)))
         }
     }
+}
+
+impl EventLoop {
+    /// Points the next connection attempt at another broker node, every other option kept
+    /// (rumqttc reads its options on each connect).
+    pub fn set_broker(&mut self, options: &LinkOptions, host: &str, port: u16) {
+        match self {
+            EventLoop::V4(l) => l.mqtt_options = v4_options(options, host, port),
+            EventLoop::V5(l) => l.options = v5_options(options, host, port),
+        }
+    }
+}
+
+fn transport(options: &LinkOptions) -> Transport {
+    match &options.tls {
+        None => Transport::tcp(),
+        Some(tls) => Transport::tls_with_config(TlsConfiguration::Rustls(tls.config.clone())),
+    }
+}
+
+fn v4_options(options: &LinkOptions, host: &str, port: u16) -> rumqttc::MqttOptions {
+    use rumqttc::{LastWill, MqttOptions};
+    let keepalive = options.keepalive.max(Duration::from_secs(1));
+    let transport = transport(options);
+    let mut mqtt = MqttOptions::new(&options.client_id, host, port);
+    mqtt.set_keep_alive(keepalive);
+    mqtt.set_clean_session(options.clean_session);
+    mqtt.set_max_packet_size(options.max_incoming_packet, MAX_OUTGOING_PAYLOAD);
+    if !options.will_topic.is_empty() {
+        mqtt.set_last_will(LastWill::new(
+            &options.will_topic,
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
+    mqtt.set_inflight(INFLIGHT);
+    mqtt.set_max_request_batch(REQUEST_BATCH);
+    mqtt.set_transport(transport);
+    if let Some((user, password)) = &options.credentials {
+        mqtt.set_credentials(user, password.expose());
+    }
+    mqtt
+}
+
+fn v5_options(options: &LinkOptions, host: &str, port: u16) -> rumqttc::v5::MqttOptions {
+    use rumqttc::v5::MqttOptions;
+    use rumqttc::v5::mqttbytes::v5::LastWill;
+    let keepalive = options.keepalive.max(Duration::from_secs(1));
+    let transport = transport(options);
+    let mut mqtt = MqttOptions::new(&options.client_id, host, port);
+    mqtt.set_keep_alive(keepalive);
+    mqtt.set_clean_start(options.clean_session);
+    if !options.clean_session {
+        // MQTT 5 ends a session at disconnect unless an expiry is set: keep it a day.
+        mqtt.set_session_expiry_interval(Some(24 * 3600));
+    }
+    mqtt.set_max_packet_size(Some(
+        u32::try_from(options.max_incoming_packet).unwrap_or(u32::MAX),
+    ));
+    if !options.will_topic.is_empty() {
+        mqtt.set_last_will(LastWill::new(
+            &options.will_topic,
+            "offline",
+            v5_qos(QoS::AtLeastOnce),
+            true,
+            None,
+        ));
+    }
+    mqtt.set_outgoing_inflight_upper_limit(INFLIGHT);
+    mqtt.set_max_request_batch(REQUEST_BATCH);
+    mqtt.set_transport(transport);
+    mqtt.set_network_options(network_options());
+    if let Some((user, password)) = &options.credentials {
+        mqtt.set_credentials(user, password.expose());
+    }
+    mqtt
 }

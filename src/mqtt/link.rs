@@ -35,6 +35,9 @@ pub struct LinkOptions {
     pub host: String,
     /// Broker port.
     pub port: u16,
+    /// Further nodes of a broker cluster (`mqtt.hosts` after the first): after each failed or
+    /// lost connection the link tries the next node in turn, `host:port` first.
+    pub failover: Vec<(String, u16)>,
     /// MQTT client id (stable, so a persistent session can be resumed).
     pub client_id: String,
     /// Username and password.
@@ -72,6 +75,7 @@ impl LinkOptions {
         LinkOptions {
             host: host.into(),
             port,
+            failover: Vec::new(),
             client_id: client_id.into(),
             credentials: None,
             keepalive: Duration::from_secs(30),
@@ -425,6 +429,18 @@ impl MqttLink {
     }
 }
 
+/// MQTT 5 configured and no CONNACK ever received: brokers without MQTT 5 (RabbitMQ before
+/// 3.13, NATS, rumqttd's 3.1.1 listener) close the connection or answer "unsupported protocol
+/// version", which alone reads like a network fault. Says what to change instead.
+fn explain_v5(options: &LinkOptions, stats: &MqttStats, error: String) -> String {
+    if options.version != Version::V5 || stats.connects.load(Ordering::Relaxed) > 0 {
+        return error;
+    }
+    format!(
+        "{error} (mqtt.version = \"5\" and the broker never accepted a connection: it probably does not support MQTT 5; set mqtt.version = \"3.1.1\")"
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn poll_loop(
     mut eventloop: EventLoop,
@@ -439,7 +455,11 @@ async fn poll_loop(
     cancel: CancellationToken,
 ) {
     let mut reconnect = Reconnect::new(options.reconnect_min, options.reconnect_max);
-    let broker = format!("{}:{}", options.host, options.port);
+    let nodes: Vec<(String, u16)> = std::iter::once((options.host.clone(), options.port))
+        .chain(options.failover.iter().cloned())
+        .collect();
+    let mut node = 0;
+    let mut broker = format!("{}:{}", options.host, options.port);
     let mut failures: u64 = 0;
     // When the link went down, and (after a reconnect that resumed the session, until our
     // subscriptions are confirmed) how long the outage lasted: what the broker delivers in that
@@ -520,7 +540,7 @@ async fn poll_loop(
                 failures += 1;
                 let delay = reconnect.failed();
                 let refused = error.refused;
-                let error = error.message;
+                let error = explain_v5(&options, &stats, error.message);
                 if let Ok(mut last) = stats.last_error.lock() {
                     *last = Some(error.clone());
                 }
@@ -558,6 +578,13 @@ async fn poll_loop(
                 // Taken after the backoff, just before reconnecting: a publish that slipped into
                 // rumqttc's channel before the outbox saw the link go down is taken with the
                 // rest, in order, instead of overtaking them on the new connection.
+                if nodes.len() > 1 {
+                    node = (node + 1) % nodes.len();
+                    let (host, port) = &nodes[node];
+                    eventloop.set_broker(&options, host, *port);
+                    broker = format!("{host}:{port}");
+                    info!(%broker, "trying the next broker node");
+                }
                 let unsent = eventloop.take_unsent();
                 if !unsent.is_empty() {
                     let count = unsent.iter().filter(|p| !p.retain).count() as u64;

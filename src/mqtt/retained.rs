@@ -95,3 +95,90 @@ fn poll_error(broker: &str, options: &LinkOptions, message: &str, refused: bool)
         format!("broker {broker}: {message}")
     }
 }
+
+/// How long a retained message may take to reach the other nodes of a cluster: ordinary
+/// replication takes milliseconds; a broker that stores retained messages per node (RabbitMQ)
+/// never shows it.
+pub const REPLICATION_BOUND: Duration = Duration::from_secs(2);
+
+/// Whether the nodes of `options` (`host:port`, then `failover`) share retained messages:
+/// publishes a random token retained on `topic` at the first node, looks for it from every
+/// other node for up to `bound`, and clears it. `Err` names a node that never saw it; a node
+/// that cannot be reached is skipped (it is down, not proven to disagree).
+pub async fn check_retained_shared(
+    options: &LinkOptions,
+    topic: &str,
+    bound: Duration,
+) -> Result<(), String> {
+    let token = format!("replication-check-{}", fastrand::u64(..));
+    let first = format!("{}:{}", options.host, options.port);
+    publish_retained_once(options, topic, token.as_bytes(), bound).await?;
+    let mut outcome = Ok(());
+    for (host, port) in &options.failover {
+        let node = LinkOptions {
+            host: host.clone(),
+            port: *port,
+            failover: Vec::new(),
+            ..options.clone()
+        };
+        let deadline = tokio::time::Instant::now() + bound;
+        let mut seen = false;
+        let mut reached = false;
+        while !seen && tokio::time::Instant::now() < deadline {
+            match read_retained(&node, "replication", &[topic.to_owned()], bound).await {
+                Ok(messages) => {
+                    reached = true;
+                    seen = messages.iter().any(|m| m.payload == token.as_bytes());
+                }
+                Err(_) => break,
+            }
+        }
+        if reached && !seen {
+            outcome = Err(format!(
+                "a retained message published on {first} was not visible on {host}:{port} within {} s: these broker nodes do not share retained messages (RabbitMQ stores them per node), so instances on different nodes cannot see each other's room claims",
+                bound.as_secs_f32()
+            ));
+            break;
+        }
+    }
+    let _ = publish_retained_once(options, topic, b"", bound).await;
+    outcome
+}
+
+/// Publishes one retained message at `options.host:port` on a throwaway connection.
+async fn publish_retained_once(
+    options: &LinkOptions,
+    topic: &str,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<(), String> {
+    let options = LinkOptions {
+        client_id: format!("{}-replication-{}", options.client_id, fastrand::u32(..)),
+        clean_session: true,
+        will_topic: String::new(),
+        ..options.clone()
+    };
+    let broker = format!("{}:{}", options.host, options.port);
+    let (client, mut eventloop) = client::build(&options, 4);
+    client
+        .try_publish(
+            topic,
+            QoS::AtLeastOnce,
+            true,
+            bytes::Bytes::copy_from_slice(payload),
+            None,
+        )
+        .map_err(|_| "cannot queue the publish".to_owned())?;
+    let _ = client.try_disconnect();
+    tokio::time::timeout(timeout, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Polled::Disconnected) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(poll_error(&broker, &options, &e.message, e.refused)),
+            }
+        }
+    })
+    .await
+    .map_err(|_| format!("no answer from the broker at {broker}"))?
+}

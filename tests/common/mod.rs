@@ -3,6 +3,7 @@
 //! Room options the tests start from (short keepalives and backoffs, so failures show fast).
 #![allow(dead_code)]
 
+pub mod brokers;
 pub mod plain_room;
 pub mod rig;
 pub mod traffic;

@@ -185,6 +185,13 @@ async fn the_daemon_serves_health_metrics_status_and_stops_cleanly() {
     probe
         .wait_value("trueconf/bridge/state", "offline", WAIT)
         .await;
+    // The retained bridge/info agrees: every room stopped, none still "online".
+    let info = probe
+        .wait_latest("trueconf/bridge/info", WAIT, |p| p.contains("\"stopped\""))
+        .await;
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["rooms"]["boardroom"]["state"], "stopped", "{info}");
+    assert!(info["rooms"]["boardroom"]["reason"].is_string(), "{info}");
     let mut stderr = String::new();
     child
         .stderr
@@ -217,4 +224,58 @@ fn a_bad_configuration_never_starts_and_names_every_problem() {
         assert!(err.contains("rooms[0].id"), "{err}");
         assert!(!err.contains("SECRET-PIN"), "{err}");
     }
+}
+
+#[tokio::test]
+async fn a_taken_http_port_stops_the_daemon_at_start() {
+    let broker = Broker::start();
+    let room = SimRoom::start(SimConfig {
+        pin: Some("0123".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pin_file = dir.path().join("pin");
+    std::fs::write(&pin_file, "0123\n").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = taken.local_addr().unwrap().port();
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, config(broker.port, &room, http, &pin_file)).unwrap();
+    let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > WAIT {
+            let _ = child.kill();
+            panic!("the daemon kept running without its health endpoint");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("http.listen") && stderr.contains(&http.to_string()),
+        "{stderr}"
+    );
+    // Nothing was started: the Room never appeared on the broker.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(probe.latest("trueconf/boardroom/availability").is_none());
+    drop(taken);
 }

@@ -290,7 +290,13 @@ async fn dispatch(command: Command) -> Result<(), String> {
             } else {
                 for m in catalog().methods() {
                     let flag = if m.dangerous { "  [dangerous]" } else { "" };
-                    println!("{}({}){flag}", m.name, m.signature());
+                    // `getHardware()`: a method without parameters reads as a call.
+                    let params = if m.params.is_empty() {
+                        String::new()
+                    } else {
+                        m.signature()
+                    };
+                    println!("{}({params}){flag}", m.name);
                 }
             }
             Ok(())

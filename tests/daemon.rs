@@ -279,3 +279,26 @@ async fn a_taken_http_port_stops_the_daemon_at_start() {
     assert!(probe.latest("trueconf/boardroom/availability").is_none());
     drop(taken);
 }
+
+#[test]
+fn a_closed_stdout_ends_a_subcommand_quietly() {
+    // `trueconf2mqtt catalog | head`: the reader goes away before the output ends.
+    for args in [&["catalog"][..], &["catalog", "--markdown"], &["--help"]] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {} {err}", out.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // Methods without parameters read as calls, not `accept((none))`.
+    let out = Command::new(BIN).arg("catalog").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l == "accept()"), "{text}");
+    assert!(!text.contains("(none)"), "{text}");
+}

@@ -302,3 +302,60 @@ fn a_closed_stdout_ends_a_subcommand_quietly() {
     assert!(text.lines().any(|l| l == "accept()"), "{text}");
     assert!(!text.contains("(none)"), "{text}");
 }
+
+/// `check-config` on `[mqtt]` + one room with `extra_mqtt` and `extra_room` lines added.
+fn check(extra_mqtt: &str, extra_room: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\n{extra_mqtt}\n[[rooms]]\nid = \"a\"\nhost = \"h\"\n{extra_room}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_follows_the_one_type_rule_of_the_example_config() {
+    // The rule the example configuration states: the TOML type or a string holding it; text
+    // keys take strings only; a number is never a boolean.
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/trueconf2mqtt.example.toml"
+    ))
+    .unwrap();
+    assert!(example.contains("TYPES: one rule"), "the rule is stated");
+    for (mqtt, room) in [
+        ("port = \"1883\"", ""),
+        ("port = 1883", ""),
+        ("discovery = \"yes\"", ""),
+        ("discovery = false", ""),
+        ("", "pin = \"0123\""),
+    ] {
+        let (ok, err) = check(mqtt, room);
+        assert!(ok, "{mqtt}{room}: {err}");
+    }
+    for (mqtt, room, key) in [
+        ("discovery = 0", "", "mqtt.discovery"),
+        ("", "pin = 1234", "rooms[0].pin"),
+        ("port = \"x\"", "", "mqtt.port"),
+    ] {
+        let (ok, err) = check(mqtt, room);
+        assert!(!ok && err.contains(key), "{mqtt}{room}: {err}");
+    }
+    // An absolute path whose directory is missing: not "does not look like a path".
+    let (ok, err) = check("", "pin_file = \"/nonexistent-dir-t2m/boardroom-pin\"");
+    assert!(!ok, "{err}");
+    assert!(!err.contains("does not look like a path"), "{err}");
+    assert!(err.contains("directory does not exist"), "{err}");
+}

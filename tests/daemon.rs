@@ -359,3 +359,54 @@ fn check_config_follows_the_one_type_rule_of_the_example_config() {
     assert!(!err.contains("does not look like a path"), "{err}");
     assert!(err.contains("directory does not exist"), "{err}");
 }
+
+#[tokio::test]
+async fn room_events_says_when_another_client_takes_the_room() {
+    let room = SimRoom::start(SimConfig::default()).await.unwrap();
+    let mut child = Command::new(BIN)
+        .args(["room", "--host", "127.0.0.1", "--port"])
+        .arg(room.http_port().to_string())
+        .arg("events")
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(WAIT, "room events connected", || {
+        room.authenticated_connections() >= 1
+    })
+    .await;
+    // A second controller: the bridge, another `room` command …
+    let other =
+        trueconf2mqtt::room::RoomClient::connect(common::test_room_options(room.http_port()))
+            .await
+            .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    let line = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("lost control of the Room") => break line,
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("room events never said it lost control: {seen:?}");
+            }
+        }
+    };
+    assert!(line.contains("one controller"), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
+    other.close().await;
+}

@@ -93,7 +93,7 @@ async fn the_daemon_serves_health_metrics_status_and_stops_cleanly() {
         .arg(&config_path)
         .env("NOTIFY_SOCKET", &notify_path)
         .env("WATCHDOG_USEC", "1000000")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,trueconf2mqtt::room=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -200,6 +200,16 @@ async fn the_daemon_serves_health_metrics_status_and_stops_cleanly() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(!stderr.contains("0123"), "the PIN never reaches the log");
+    // The log names the room by its id, not only by host:port.
+    let plain = strip_ansi(&stderr);
+    let authenticated = plain
+        .lines()
+        .find(|l| l.contains("authenticated"))
+        .unwrap_or_default();
+    assert!(
+        authenticated.contains("room=boardroom"),
+        "{authenticated}\n{stderr}"
+    );
 }
 
 #[test]
@@ -409,4 +419,22 @@ async fn room_events_says_when_another_client_takes_the_room() {
     let _ = child.kill();
     let _ = child.wait();
     other.close().await;
+}
+
+/// The text without ANSI colour sequences (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -215,7 +215,9 @@ pub fn start_instance(
     shutdown: CancellationToken,
 ) -> (Arc<Bridge>, Tasks) {
     let topics = Topics::with_instance(options.base_topic.clone(), instance.clone());
-    let inner = CancellationToken::new();
+    // Cancelled with `shutdown` too: the router ends then, and the tasks fed by it (the claims)
+    // end with it as expected rather than "unexpectedly".
+    let inner = shutdown.child_token();
     let ha_status = options
         .discovery_prefix
         .as_ref()

@@ -16,7 +16,7 @@ esac
 log() { printf '\n==> %s\n' "$*"; }
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
-  log "installing cargo-fuzz"
+  log "installing cargo-fuzz into ${CARGO_HOME:-$HOME/.cargo}/bin (cargo install; remove with: cargo uninstall cargo-fuzz)"
   cargo install cargo-fuzz --locked || cargo install cargo-fuzz
 fi
 

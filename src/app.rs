@@ -140,23 +140,54 @@ pub async fn run(config: Option<&Path>, shutdown: CancellationToken) -> Result<(
         rooms = settings.rooms.len(),
         "starting"
     );
+    // Bound before anything starts: a taken port is a configuration problem, not a
+    // half-working daemon without health checks.
+    let health_listener = match settings.http.listen {
+        Some(listen) => Some(tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+            format!(
+                "http.listen = \"{listen}\": cannot listen there: {e} (is another process, or \
+                 another trueconf2mqtt, using the port? choose another one or remove [http] listen)"
+            )
+        })?),
+        None => None,
+    };
     let (bridge, tasks) =
         bridge::start_instance(options, settings.mqtt.instance.clone(), shutdown.clone());
-    if let Some(listen) = settings.http.listen {
-        let (bridge, shutdown) = (bridge.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            if let Err(e) = crate::health::serve(listen, bridge, shutdown).await {
-                tracing::error!(%listen, error = %e, "cannot serve health and metrics");
-            }
-        });
-    }
+    let health = health_listener.map(|listener| {
+        tokio::spawn(crate::health::serve_on(
+            listener,
+            bridge.clone(),
+            shutdown.clone(),
+        ))
+    });
     crate::systemd::supervise(bridge.clone(), shutdown.clone());
     crate::systemd::ready();
-    shutdown.cancelled().await;
+    // The endpoint ending on its own (it retries failed accepts itself, so only a broken
+    // listener ends it) is fatal too: the service manager restarts the daemon whole.
+    let failed = match health {
+        Some(mut health) => tokio::select! {
+            _ = shutdown.cancelled() => None,
+            ended = &mut health => Some(match ended {
+                Ok(Ok(())) => "the health and metrics endpoint stopped".to_owned(),
+                Ok(Err(e)) => format!("the health and metrics endpoint failed: {e}"),
+                Err(e) => format!("the health and metrics endpoint failed: {e}"),
+            }),
+        },
+        None => {
+            shutdown.cancelled().await;
+            None
+        }
+    };
+    // Stopping serves the endpoint's graceful end too: only an end of its own is a failure.
+    let failed = failed.filter(|_| !shutdown.is_cancelled());
+    if let Some(why) = &failed {
+        tracing::error!(error = %why, "stopping");
+        shutdown.cancel();
+    }
     crate::systemd::stopping();
     bridge.stop(tasks).await;
     info!("stopped");
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// `trueconf2mqtt check-config`: explains a valid configuration or lists every problem.

@@ -308,7 +308,13 @@ async fn dispatch(command: Command) -> Result<(), String> {
             } else {
                 for m in catalog().methods() {
                     let flag = if m.dangerous { "  [dangerous]" } else { "" };
-                    println!("{}({}){flag}", m.name, m.signature());
+                    // `getHardware()`: a method without parameters reads as a call.
+                    let params = if m.params.is_empty() {
+                        String::new()
+                    } else {
+                        m.signature()
+                    };
+                    println!("{}({params}){flag}", m.name);
                 }
             }
             Ok(())
@@ -381,7 +387,12 @@ async fn room(args: RoomArgs) -> Result<(), String> {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     event = events.recv() => match event {
-                        Ok(event) => println!("{}", show(&Value::Object(event.fields.clone()))),
+                        Ok(event) => {
+                            println!("{}", show(&Value::Object(event.fields.clone())));
+                            if event.name == "authorizationNeeded" {
+                                eprintln!("{}", lost_control(&event.fields));
+                            }
+                        }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                             eprintln!("warning: {n} events missed (output too slow)");
                         }
@@ -393,6 +404,20 @@ async fn room(args: RoomArgs) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The line `room events` prints when another client takes the Room over.
+fn lost_control(fields: &serde_json::Map<String, Value>) -> String {
+    let cause = fields.get("cause").and_then(Value::as_i64).unwrap_or(-1);
+    let text = crate::protocol::catalog()
+        .enum_text("auth_needed_causes", cause)
+        .unwrap_or("unknown cause");
+    format!(
+        "trueconf2mqtt: lost control of the Room ({text}, cause {cause}): the Room serves one \
+         controller at a time and another client (a bridge, another `room` command) has \
+         authenticated; events that client causes are not sent here. Reconnecting to take control \
+         back (which takes it from the other client)."
+    )
 }
 
 async fn status(

@@ -60,7 +60,9 @@ pub struct DemoArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub broker: Option<String>,
     /// Where the embedded broker listens (port 0 = a free one). Use 0.0.0.0:1883 to let Home
-    /// Assistant on another machine or in a container connect (no authentication!).
+    /// Assistant on another machine or in a container connect (no authentication!). A port
+    /// already taken (e.g. by mosquitto) is an error: the demo never publishes into a broker it
+    /// did not start unless --broker names it.
     #[arg(
         long,
         value_name = "ADDR:PORT",
@@ -152,6 +154,123 @@ pub struct DemoHandle {
     script_cancel: CancellationToken,
     script: JoinHandle<()>,
     script_link: ScriptLink,
+    /// How to reach an external broker to clear the demo's retained topics at the end.
+    clear_with: Option<LinkOptions>,
+}
+
+/// The longest [`clear_retained`] collects (a broker with much unrelated retained data).
+const CLEAR_MAX: Duration = Duration::from_secs(5);
+
+/// How many collect-and-delete rounds [`clear_retained`] makes at most (the broker confirms
+/// nothing about a deletion, so the next round checks the previous one).
+const CLEAR_ROUNDS: usize = 3;
+
+/// Publishes an empty retained message on every retained topic the demo left on the broker:
+/// `<base>/<room>/…`, the room's discovery topics, and `<base>/bridge/state|info` if
+/// `bridge/info` names the demo's `instance`. Returns how many topics it cleared.
+async fn clear_retained(
+    mut options: LinkOptions,
+    base: &str,
+    room: &str,
+    discovery_prefix: Option<&str>,
+    instance: &str,
+) -> usize {
+    options.client_id = format!("{}-clear", options.client_id);
+    let bridge_info = Topics::new(base).bridge_info();
+    let bridge_state = Topics::new(base).bridge_state();
+    let mut filters = vec![
+        format!("{base}/{room}/#"),
+        bridge_info.clone(),
+        bridge_state.clone(),
+    ];
+    if let Some(prefix) = discovery_prefix {
+        filters.push(format!(
+            "{prefix}/+/{}_{room}/#",
+            crate::homeassistant::ORIGIN_NAME
+        ));
+    }
+    let mut cleared = std::collections::HashSet::new();
+    for _ in 0..CLEAR_ROUNDS {
+        let retained = collect_retained(options.clone(), filters.clone()).await;
+        let ours = |payload: &[u8]| {
+            serde_json::from_slice::<serde_json::Value>(payload)
+                .is_ok_and(|info| info["instance"] == instance)
+        };
+        let demo_bridge = retained
+            .iter()
+            .any(|(topic, payload)| *topic == bridge_info && ours(payload));
+        let clear: Vec<String> = retained
+            .into_iter()
+            .map(|(topic, _)| topic)
+            .filter(|topic| demo_bridge || (*topic != bridge_info && *topic != bridge_state))
+            .collect();
+        if clear.is_empty() {
+            break;
+        }
+        publish_deletions(options.clone(), &clear).await;
+        cleared.extend(clear);
+    }
+    cleared.len()
+}
+
+/// The non-empty retained messages on `filters`, as the broker replays them to a new
+/// subscription. The end of the replay is a marker the client sends itself after subscribing
+/// (outside the bridge's topics): the broker delivers it after the retained messages of the
+/// subscriptions made before it.
+async fn collect_retained(
+    options: LinkOptions,
+    mut filters: Vec<String>,
+) -> Vec<(String, bytes::Bytes)> {
+    let marker = format!("trueconf2mqtt-demo/clear/{}", fastrand::u64(..));
+    filters.push(marker.clone());
+    let cancel = CancellationToken::new();
+    let Started {
+        link,
+        mut inbound,
+        task,
+    } = MqttLink::start(options, filters, cancel.clone());
+    let mut retained = Vec::new();
+    let until = tokio::time::Instant::now() + CLEAR_MAX;
+    let mut connection = link.connection();
+    let connected = tokio::time::timeout_at(until, connection.wait_for(|c| c.connected))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    drop(connection);
+    if connected {
+        link.publish(Publish::transient(marker.clone(), b"end".to_vec()));
+        while let Ok(Some(message)) = tokio::time::timeout_at(until, inbound.recv()).await {
+            if message.topic == marker {
+                break;
+            }
+            if message.retain && !message.payload.is_empty() {
+                retained.push((message.topic, message.payload));
+            }
+            if tokio::time::Instant::now() >= until {
+                break;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(500), link.disconnect()).await;
+    cancel.cancel();
+    let _ = task.await;
+    retained
+}
+
+/// Deletes `topics` (empty retained payloads) from a client that subscribes to nothing.
+async fn publish_deletions(mut options: LinkOptions, topics: &[String]) {
+    options.client_id.push_str("-2");
+    let cancel = CancellationToken::new();
+    let Started { link, task, .. } = MqttLink::start(options, Vec::new(), cancel.clone());
+    let mut connection = link.connection();
+    let _ = tokio::time::timeout(CLEAR_MAX, connection.wait_for(|c| c.connected)).await;
+    drop(connection);
+    for topic in topics {
+        link.publish(Publish::retained(topic.clone(), ""));
+    }
+    link.flush(Duration::from_secs(2)).await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), link.disconnect()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    cancel.cancel();
 }
 
 /// Parses `host:port`, `[v6]:port` or a bare host (port 1883).
@@ -238,6 +357,20 @@ pub async fn start_demo(options: DemoOptions) -> Result<DemoHandle, String> {
                     .and_then(|l| l.local_addr())
                     .map_err(|e| format!("cannot find a free port on {}: {e}", listen.ip()))?
             } else {
+                // The broker thread cannot tell that its bind failed before the script has
+                // connected, and another broker on the port would answer in its place: bind
+                // here first, so a taken port is an error and never someone else's broker.
+                std::net::TcpListener::bind(*listen).map_err(|e| {
+                    format!(
+                        "cannot listen on {listen} for the embedded MQTT broker: {e} (another \
+                         broker, e.g. mosquitto, may use it). Use --listen {}:0 for a free port, \
+                         or --broker {}:{} to publish into that broker (the demo clears its \
+                         retained topics there when it stops)",
+                        listen.ip(),
+                        listen.ip(),
+                        listen.port()
+                    )
+                })?;
                 *listen
             };
             let host = if listen.ip().is_unspecified() {
@@ -288,6 +421,9 @@ pub async fn start_demo(options: DemoOptions) -> Result<DemoHandle, String> {
     // Room come online and answers calls.
     let topics = ScriptTopics::new(&base_topic, &room_id);
     let script_link = ScriptLink::start(&broker_host, broker_port, &settings, &topics);
+    let clear_with = broker_listen
+        .is_none()
+        .then(|| ScriptLink::options(&broker_host, broker_port, &settings));
     let broker_gone = || broker_thread.as_ref().is_some_and(|t| t.is_finished());
     if !script_link.wait_connected(deadline, broker_gone).await {
         script_link.stop().await;
@@ -348,6 +484,7 @@ pub async fn start_demo(options: DemoOptions) -> Result<DemoHandle, String> {
         script_cancel,
         script,
         script_link,
+        clear_with,
     })
 }
 
@@ -440,13 +577,31 @@ impl DemoHandle {
     }
 
     /// Stops the script and the bridge (the Room goes `offline` on the broker), then the Room.
-    /// The embedded broker thread cannot be stopped; it ends with the process.
+    /// On an external broker it then clears every retained topic the demo left there (the
+    /// room's state and discovery, and `bridge/state`/`bridge/info` when they are the demo's
+    /// own), so the broker is as it was. The embedded broker thread cannot be stopped; it ends
+    /// with the process.
     pub async fn stop(self) {
         self.script_cancel.cancel();
         let _ = self.script.await;
         self.shutdown.cancel();
+        let instance = self.bridge.instance().to_owned();
         self.bridge.stop(self.tasks).await;
         self.script_link.stop().await;
+        if let Some(options) = self.clear_with {
+            let cleared = clear_retained(
+                options,
+                &self.base_topic,
+                &self.room_id,
+                self.discovery_prefix.as_deref(),
+                &instance,
+            )
+            .await;
+            tracing::info!(
+                cleared,
+                "cleared the demo's retained topics on the external broker"
+            );
+        }
         self.room.stop().await;
     }
 }
@@ -534,7 +689,8 @@ struct ScriptLink {
 }
 
 impl ScriptLink {
-    fn start(host: &str, port: u16, settings: &Settings, topics: &ScriptTopics) -> ScriptLink {
+    /// A clean-session client of the demo's broker, with the configured login.
+    fn options(host: &str, port: u16, settings: &Settings) -> LinkOptions {
         let mut options =
             LinkOptions::new(host, port, format!("{}-script", settings.mqtt.client_id));
         options.keepalive = Duration::from_secs(15);
@@ -545,6 +701,11 @@ impl ScriptLink {
             let password = settings.mqtt.password.clone().unwrap_or_default();
             options.credentials = Some((user.clone(), password));
         }
+        options
+    }
+
+    fn start(host: &str, port: u16, settings: &Settings, topics: &ScriptTopics) -> ScriptLink {
+        let options = ScriptLink::options(host, port, settings);
         let cancel = CancellationToken::new();
         let filters = vec![topics.availability.clone(), topics.response_call.clone()];
         let Started {

@@ -102,7 +102,19 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "health and metrics endpoint listening");
+    serve_on(listener, bridge, shutdown).await
+}
+
+/// Serves the endpoints on a bound listener until `shutdown` (the daemon binds first, so a
+/// taken port stops it before anything starts).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    bridge: Arc<Bridge>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    if let Ok(listen) = listener.local_addr() {
+        tracing::info!(%listen, "health and metrics endpoint listening");
+    }
     let mut registry = Registry::default();
     registry.register_collector(Box::new(BridgeCollector(bridge.clone())));
     let app = Router::new()

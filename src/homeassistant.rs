@@ -142,14 +142,19 @@ fn jv(key: &str, default: &str) -> String {
     format!("value_json.{key} | default({default})")
 }
 
-/// A template truncating a plain payload to the HA state limit.
+/// A template truncating a plain payload to the HA state limit; an empty one renders `None`,
+/// which Home Assistant shows as unknown (every text sensor does the same: one meaning).
 fn plain_text_template() -> String {
-    format!("{{{{ value[:{MAX_STATE_CHARS}] }}}}")
+    format!("{{{{ value[:{MAX_STATE_CHARS}] if value else 'None' }}}}")
 }
 
-/// A template reading a string member of the JSON state, truncated to the HA state limit.
+/// A template reading a string member of the JSON state, truncated to the HA state limit
+/// (`None`, i.e. unknown in Home Assistant, when empty).
 fn json_text_template(key: &str) -> String {
-    format!("{{{{ ({})[:{MAX_STATE_CHARS}] }}}}", jv(key, "''"))
+    format!(
+        "{{{{ ({})[:{MAX_STATE_CHARS}] or 'None' }}}}",
+        jv(key, "''")
+    )
 }
 
 /// `{{ {'a': expr, …} | tojson }}`: a JSON object built from `(name, expression)` pairs.
@@ -382,7 +387,7 @@ fn field_entity(room: &str, t: &Topics, field: &Field, e: &HaEntity, state: &Roo
             } else if let Some(prefer) = prefer {
                 set("state_topic", json!(t.room(room)));
                 let template = format!(
-                    "{{{{ (({}) or ({}))[:{MAX_STATE_CHARS}] }}}}",
+                    "{{{{ (({}) or ({}))[:{MAX_STATE_CHARS}] or 'None' }}}}",
                     jv(prefer, "''"),
                     jv(field.name, "''")
                 );

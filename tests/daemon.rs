@@ -93,7 +93,7 @@ async fn the_daemon_serves_health_metrics_status_and_stops_cleanly() {
         .arg(&config_path)
         .env("NOTIFY_SOCKET", &notify_path)
         .env("WATCHDOG_USEC", "1000000")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,trueconf2mqtt::room=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -185,6 +185,13 @@ async fn the_daemon_serves_health_metrics_status_and_stops_cleanly() {
     probe
         .wait_value("trueconf/bridge/state", "offline", WAIT)
         .await;
+    // The retained bridge/info agrees: every room stopped, none still "online".
+    let info = probe
+        .wait_latest("trueconf/bridge/info", WAIT, |p| p.contains("\"stopped\""))
+        .await;
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["rooms"]["boardroom"]["state"], "stopped", "{info}");
+    assert!(info["rooms"]["boardroom"]["reason"].is_string(), "{info}");
     let mut stderr = String::new();
     child
         .stderr
@@ -193,6 +200,16 @@ async fn the_daemon_serves_health_metrics_status_and_stops_cleanly() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(!stderr.contains("0123"), "the PIN never reaches the log");
+    // The log names the room by its id, not only by host:port.
+    let plain = strip_ansi(&stderr);
+    let authenticated = plain
+        .lines()
+        .find(|l| l.contains("authenticated"))
+        .unwrap_or_default();
+    assert!(
+        authenticated.contains("room=boardroom"),
+        "{authenticated}\n{stderr}"
+    );
 }
 
 #[test]
@@ -217,4 +234,207 @@ fn a_bad_configuration_never_starts_and_names_every_problem() {
         assert!(err.contains("rooms[0].id"), "{err}");
         assert!(!err.contains("SECRET-PIN"), "{err}");
     }
+}
+
+#[tokio::test]
+async fn a_taken_http_port_stops_the_daemon_at_start() {
+    let broker = Broker::start();
+    let room = SimRoom::start(SimConfig {
+        pin: Some("0123".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pin_file = dir.path().join("pin");
+    std::fs::write(&pin_file, "0123\n").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = taken.local_addr().unwrap().port();
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, config(broker.port, &room, http, &pin_file)).unwrap();
+    let probe = Probe::connect(broker.port, &["trueconf/#"]).await;
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > WAIT {
+            let _ = child.kill();
+            panic!("the daemon kept running without its health endpoint");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("http.listen") && stderr.contains(&http.to_string()),
+        "{stderr}"
+    );
+    // Nothing was started: the Room never appeared on the broker.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(probe.latest("trueconf/boardroom/availability").is_none());
+    drop(taken);
+}
+
+#[test]
+fn a_closed_stdout_ends_a_subcommand_quietly() {
+    // `trueconf2mqtt catalog | head`: the reader goes away before the output ends.
+    for args in [&["catalog"][..], &["catalog", "--markdown"], &["--help"]] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {} {err}", out.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // Methods without parameters read as calls, not `accept((none))`.
+    let out = Command::new(BIN).arg("catalog").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l == "accept()"), "{text}");
+    assert!(!text.contains("(none)"), "{text}");
+}
+
+/// `check-config` on `[mqtt]` + one room with `extra_mqtt` and `extra_room` lines added.
+fn check(extra_mqtt: &str, extra_room: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\n{extra_mqtt}\n[[rooms]]\nid = \"a\"\nhost = \"h\"\n{extra_room}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_follows_the_one_type_rule_of_the_example_config() {
+    // The rule the example configuration states: the TOML type or a string holding it; text
+    // keys take strings only; a number is never a boolean.
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/trueconf2mqtt.example.toml"
+    ))
+    .unwrap();
+    assert!(example.contains("TYPES: one rule"), "the rule is stated");
+    for (mqtt, room) in [
+        ("port = \"1883\"", ""),
+        ("port = 1883", ""),
+        ("discovery = \"yes\"", ""),
+        ("discovery = false", ""),
+        ("", "pin = \"0123\""),
+    ] {
+        let (ok, err) = check(mqtt, room);
+        assert!(ok, "{mqtt}{room}: {err}");
+    }
+    for (mqtt, room, key) in [
+        ("discovery = 0", "", "mqtt.discovery"),
+        ("", "pin = 1234", "rooms[0].pin"),
+        ("port = \"x\"", "", "mqtt.port"),
+    ] {
+        let (ok, err) = check(mqtt, room);
+        assert!(!ok && err.contains(key), "{mqtt}{room}: {err}");
+    }
+    // An absolute path whose directory is missing: not "does not look like a path".
+    let (ok, err) = check("", "pin_file = \"/nonexistent-dir-t2m/boardroom-pin\"");
+    assert!(!ok, "{err}");
+    assert!(!err.contains("does not look like a path"), "{err}");
+    assert!(err.contains("directory does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn room_events_says_when_another_client_takes_the_room() {
+    let room = SimRoom::start(SimConfig::default()).await.unwrap();
+    let mut child = Command::new(BIN)
+        .args(["room", "--host", "127.0.0.1", "--port"])
+        .arg(room.http_port().to_string())
+        .arg("events")
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(WAIT, "room events connected", || {
+        room.authenticated_connections() >= 1
+    })
+    .await;
+    // A second controller: the bridge, another `room` command …
+    let other =
+        trueconf2mqtt::room::RoomClient::connect(common::test_room_options(room.http_port()))
+            .await
+            .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    let line = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("lost control of the Room") => break line,
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("room events never said it lost control: {seen:?}");
+            }
+        }
+    };
+    assert!(line.contains("one controller"), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
+    other.close().await;
+}
+
+/// The text without ANSI colour sequences (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -152,7 +152,18 @@ async fn an_external_broker_can_be_used() {
     probe
         .wait_message("trueconf/demo-room/ringing", WAIT, |p| p == "ON")
         .await;
-    common::within(Duration::from_secs(10), "demo stops", demo.stop()).await;
+    common::within(Duration::from_secs(15), "demo stops", demo.stop()).await;
+
+    // The broker is as it was: a fresh subscriber finds none of the demo's retained topics.
+    let after = Probe::connect(broker.port, &["trueconf/#", "homeassistant/#"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left: Vec<String> = after
+        .messages()
+        .into_iter()
+        .filter(|m| m.retain && !m.payload.is_empty())
+        .map(|m| format!("{} {}", m.topic, m.payload))
+        .collect();
+    assert!(left.is_empty(), "retained topics left behind: {left:?}");
 }
 
 #[tokio::test]
@@ -178,7 +189,25 @@ async fn a_taken_listen_port_is_reported() {
     options.ready_timeout = Duration::from_secs(3);
     let error = start_demo(options).await.err().expect("must fail");
     assert!(
-        error.contains("did not start") && error.contains(&listen.to_string()),
+        error.contains("cannot listen on") && error.contains(&listen.to_string()),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_broker_on_the_listen_port_is_never_written_to() {
+    // Debian's mosquitto on 1883, then `demo --listen 127.0.0.1:1883`: an error, and not one
+    // retained topic in that broker.
+    let broker = Broker::start();
+    let listen: SocketAddr = format!("127.0.0.1:{}", broker.port).parse().unwrap();
+    let mut options = options(BrokerChoice::Embedded { listen });
+    options.ready_timeout = Duration::from_secs(3);
+    let error = start_demo(options).await.err().expect("must fail");
+    assert!(
+        error.contains("cannot listen on") && error.contains("--broker"),
+        "{error}"
+    );
+    let probe = Probe::connect(broker.port, &["#"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(probe.messages().is_empty(), "{:?}", probe.messages().len());
 }

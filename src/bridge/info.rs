@@ -55,6 +55,43 @@ pub(super) async fn info_loop(
     }
 }
 
+/// The stop sequence's last word: the rooms this instance owns `offline` and released (a
+/// standby instance may take them over; rooms another instance serves are not ours to touch),
+/// and a final retained `bridge/info` in which every room is `stopped`, so the retained document
+/// never says `online` while `bridge/state` says `offline`. Runs after the info loop ended.
+pub(super) fn publish_stopped(bridge: &Bridge, topics: &Topics) {
+    for (id, room) in &bridge.rooms {
+        if *room.ownership.borrow() != Ownership::Owned {
+            continue;
+        }
+        bridge
+            .link
+            .publish(Publish::retained(topics.availability(id), "offline"));
+        bridge.link.publish(Publish::retained(topics.owner(id), ""));
+    }
+    let states = bridge
+        .rooms
+        .keys()
+        .map(|id| (id.clone(), LinkState::Stopped))
+        .collect();
+    let mut info = document(bridge, &states);
+    if let Some(rooms) = info["rooms"].as_object_mut() {
+        for room in rooms.values_mut() {
+            room["state"] = json!(LinkState::Stopped.name());
+            room["reason"] = json!(STOPPED_REASON);
+        }
+    }
+    bridge
+        .link
+        .publish(Publish::retained(topics.bridge_info(), info.to_string()));
+    bridge
+        .link
+        .publish(Publish::retained(topics.bridge_state(), "offline"));
+}
+
+/// `reason` of every room in the document published when the bridge stops.
+const STOPPED_REASON: &str = "the bridge stopped (bridge/state is offline)";
+
 /// `{"version", "instance", "rooms": {<id>: {"name", "state", "owner", "reason"?, "owned_by"?}}}`.
 fn document(bridge: &Bridge, states: &HashMap<String, LinkState>) -> Value {
     let rooms: Map<String, Value> = bridge

@@ -217,7 +217,9 @@ pub fn start_instance(
     shutdown: CancellationToken,
 ) -> (Arc<Bridge>, Tasks) {
     let topics = Topics::with_instance(options.base_topic.clone(), instance.clone());
-    let inner = CancellationToken::new();
+    // Cancelled with `shutdown` too: the router ends then, and the tasks fed by it (the claims)
+    // end with it as expected rather than "unexpectedly".
+    let inner = shutdown.child_token();
     let ha_status = options
         .discovery_prefix
         .as_ref()
@@ -406,20 +408,9 @@ impl Bridge {
             for task in tasks.rooms {
                 let _ = task.await;
             }
-            // 2. Our rooms offline and released (a standby instance may take them over),
-            //    the bridge offline, everything queued handed to the broker. Rooms another
-            //    instance serves are not ours to touch.
-            for (id, room) in &self.rooms {
-                if *room.ownership.borrow() != Ownership::Owned {
-                    continue;
-                }
-                self.link
-                    .publish(Publish::retained(tasks.topics.availability(id), "offline"));
-                self.link
-                    .publish(Publish::retained(tasks.topics.owner(id), ""));
-            }
-            self.link
-                .publish(Publish::retained(tasks.topics.bridge_state(), "offline"));
+            // 2. Our rooms offline and released (a standby instance may take them over), the
+            //    final `bridge/info` saying so, the bridge offline.
+            info::publish_stopped(&self, &tasks.topics);
             self.link.flush(Duration::from_secs(2)).await;
             // 3. DISCONNECT (after the queued publishes) and close the WebSockets.
             self.link.disconnect().await;

@@ -295,6 +295,7 @@ impl RoomSettings {
         options.reconnect_max = self.reconnect_max;
         options.reconnect_min = options.reconnect_min.min(self.reconnect_max);
         options.auth_retry = self.auth_retry;
+        options.label = Some(self.id.clone());
         options
     }
 

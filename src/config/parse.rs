@@ -498,9 +498,15 @@ fn file_subject(raw: &str, path: &Path, creds: Option<&Path>) -> String {
         Some(dir) if Path::new(raw).is_relative() => format!(" in {}", dir.display()),
         _ => String::new(),
     };
+    let why = if raw.contains('/') {
+        // Written as a path, but nothing of it exists here: still possibly a pasted secret.
+        "its directory does not exist"
+    } else {
+        "it does not look like a path"
+    };
     format!(
-        "the file this key names{place} (the name is not shown: it does not look like a path \
-         and may be a secret typed into the wrong key)"
+        "the file this key names{place} (the name is not shown: {why}, and it may be a secret \
+         typed into the wrong key)"
     )
 }
 

@@ -441,6 +441,9 @@ fn explain_v5(options: &LinkOptions, stats: &MqttStats, error: String) -> String
     )
 }
 
+/// How long a clean disconnect may take to write what was queued before DISCONNECT.
+const DISCONNECT_DRAIN: Duration = Duration::from_secs(1);
+
 #[allow(clippy::too_many_arguments)]
 async fn poll_loop(
     mut eventloop: EventLoop,
@@ -531,6 +534,13 @@ async fn poll_loop(
             Ok(Polled::Disconnected) => {
                 debug!("sent DISCONNECT");
                 connection.send_modify(|c| c.connected = false);
+                // rumqttc reports DISCONNECT when it is queued: poll on until the broker closes
+                // the connection, so what was queued before it is written, not dropped with the
+                // socket (and the last will is not fired).
+                let _ = tokio::time::timeout(DISCONNECT_DRAIN, async {
+                    while eventloop.poll().await.is_ok() {}
+                })
+                .await;
                 break;
             }
             Ok(Polled::Other) => {}

@@ -42,6 +42,8 @@ pub struct RoomOptions {
     pub reconnect_max: Duration,
     /// Delay before retrying after the Room refused our credentials.
     pub auth_retry: Duration,
+    /// What logs call this Room (the bridge sets the room id); `None`: its `host:port`.
+    pub label: Option<String>,
 }
 
 impl RoomOptions {
@@ -59,6 +61,7 @@ impl RoomOptions {
             reconnect_min: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
             auth_retry: Duration::from_secs(60),
+            label: None,
         }
     }
 

@@ -72,7 +72,10 @@ pub(crate) async fn supervise(
 ) {
     let options = &shared.options;
     let mut reconnect = Reconnect::new(options.reconnect_min, options.reconnect_max);
-    let address = format!("{}:{}", options.host, options.port);
+    let address = match &options.label {
+        Some(id) => format!("{id} ({}:{})", options.host, options.port),
+        None => format!("{}:{}", options.host, options.port),
+    };
     // An event a session could not hand over before it ended: the next session delivers it
     // before reading anything else, so the lossless stream stays lossless and in order.
     let mut carried = None;
@@ -151,7 +154,10 @@ pub(crate) async fn supervise(
 /// Discovers the port, opens the WebSocket and authenticates, all within `connect_timeout`.
 async fn connect_and_authenticate(shared: &ClientShared) -> Result<Socket, RoomError> {
     let options = &shared.options;
-    let address = format!("{}:{}", options.host, options.port);
+    let address = match &options.label {
+        Some(id) => format!("{id} ({}:{})", options.host, options.port),
+        None => format!("{}:{}", options.host, options.port),
+    };
     let unreachable = |reason: String| RoomError::Unreachable {
         addr: address.clone(),
         reason,

@@ -142,19 +142,9 @@ fn jv(key: &str, default: &str) -> String {
     format!("value_json.{key} | default({default})")
 }
 
-/// A template truncating a plain payload to the HA state limit; an empty one renders `None`,
-/// which Home Assistant shows as unknown (every text sensor does the same: one meaning).
-fn plain_text_template() -> String {
-    format!("{{{{ value[:{MAX_STATE_CHARS}] if value else 'None' }}}}")
-}
-
-/// A template reading a string member of the JSON state, truncated to the HA state limit
-/// (`None`, i.e. unknown in Home Assistant, when empty).
+/// A template reading a string member of the JSON state, truncated to the HA state limit.
 fn json_text_template(key: &str) -> String {
-    format!(
-        "{{{{ ({})[:{MAX_STATE_CHARS}] or 'None' }}}}",
-        jv(key, "''")
-    )
+    format!("{{{{ ({})[:{MAX_STATE_CHARS}] }}}}", jv(key, "''"))
 }
 
 /// `{{ {'a': expr, …} | tojson }}`: a JSON object built from `(name, expression)` pairs.
@@ -387,7 +377,7 @@ fn field_entity(room: &str, t: &Topics, field: &Field, e: &HaEntity, state: &Roo
             } else if let Some(prefer) = prefer {
                 set("state_topic", json!(t.room(room)));
                 let template = format!(
-                    "{{{{ (({}) or ({}))[:{MAX_STATE_CHARS}] or 'None' }}}}",
+                    "{{{{ (({}) or ({}))[:{MAX_STATE_CHARS}] }}}}",
                     jv(prefer, "''"),
                     jv(field.name, "''")
                 );
@@ -395,11 +385,13 @@ fn field_entity(room: &str, t: &Topics, field: &Field, e: &HaEntity, state: &Roo
             } else if !field.plain {
                 set("state_topic", json!(t.room(room)));
                 set("value_template", json!(json_text_template(field.name)));
+            } else if field.kind == Kind::Text {
+                // From the JSON state, where an empty text stays "" (an empty retained plain
+                // topic is deleted by the broker, which would leave the sensor unknown instead).
+                set("state_topic", json!(t.room(room)));
+                set("value_template", json!(json_text_template(field.name)));
             } else {
                 set("state_topic", json!(plain_topic));
-                if field.kind == Kind::Text {
-                    set("value_template", json!(plain_text_template()));
-                }
             }
             if *measurement {
                 set("state_class", json!("measurement"));

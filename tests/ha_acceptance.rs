@@ -379,9 +379,9 @@ async fn the_current_home_assistant_sees_and_drives_the_room() {
         ("binary_sensor", "server_connected", "on"),
         ("binary_sensor", "logged_in", "on"),
         ("event", "incoming_call", "unknown"),
-        // Empty text (no call): unknown, the same for every text sensor.
-        ("sensor", "caller", "unknown"),
-        ("sensor", "conference_title", "unknown"),
+        // Empty text (no call): an empty state, the same for every text sensor.
+        ("sensor", "caller", ""),
+        ("sensor", "conference_title", ""),
     ] {
         ha.wait_value(&entities.id(component, object), expected)
             .await;

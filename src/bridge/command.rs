@@ -332,10 +332,10 @@ mod tests {
             parse_set(r#"{"transaction":1}"#),
             Err((CommandError::EmptySet, Some(_)))
         ));
-        let cmd = parse_set(r#"{"mic_muted":true,"transaction":"t1"}"#).unwrap();
+        let cmd = parse_set(r#"{"speaker_muted":true,"transaction":"t1"}"#).unwrap();
         assert_eq!(
             cmd.kind,
-            CommandKind::Set(vec![("mic_muted".into(), "ON".into())])
+            CommandKind::Set(vec![("speaker_muted".into(), "ON".into())])
         );
         assert_eq!(cmd.transaction, Some(json!("t1")));
     }
@@ -361,7 +361,7 @@ mod tests {
             "5e-324",
             "123.456",
         ] {
-            let payload = format!(r#"{{"mic_muted":true,"transaction":{text}}}"#);
+            let payload = format!(r#"{{"speaker_muted":true,"transaction":{text}}}"#);
             let cmd = parse_set(&payload).unwrap();
             let echoed = response(Ok(json!({})), cmd.transaction).to_string();
             let expected: f64 = text.parse().unwrap();

@@ -18,6 +18,7 @@
 
 pub mod command;
 mod info;
+mod options;
 pub mod ownership;
 mod requests;
 mod room;
@@ -32,68 +33,21 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::mqtt::{LinkOptions, MqttLink, Publish, Started};
-use crate::room::{LinkState, RoomClient, RoomOptions};
+use crate::mqtt::{MqttLink, Publish, Started};
+use crate::room::{LinkState, RoomClient};
 use crate::supervise::Supervisor;
 use crate::surface::Topics;
 use ownership::{Claim, Claims, Ownership};
-use room::{QueuedCommand, RoomSpec};
+use room::{RoomHandle, RoomSpec};
 use router::Limits;
 
+pub use options::{BridgeOptions, RoomEntry};
 pub use room::RoomBridgeStats;
-
-/// One Room to serve.
-#[derive(Debug, Clone)]
-pub struct RoomEntry {
-    /// Id used in topics and Home Assistant ids.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// How to reach it.
-    pub options: RoomOptions,
-    /// Dangerous catalog methods allowed for this room (`*` = all).
-    pub allow_dangerous: Vec<String>,
-}
-
-/// Everything the bridge needs to run.
-#[derive(Debug, Clone)]
-pub struct BridgeOptions {
-    /// Broker connection.
-    pub mqtt: LinkOptions,
-    /// Base topic.
-    pub base_topic: String,
-    /// Home Assistant discovery prefix; `None` turns discovery off.
-    pub discovery_prefix: Option<String>,
-    /// How Rooms are announced to Home Assistant (discovery mode, suggested areas).
-    pub homeassistant: crate::homeassistant::HaOptions,
-    /// Largest command payload accepted.
-    pub max_payload_bytes: usize,
-    /// Commands queued for the bridge at the broker during an outage longer than this are
-    /// refused instead of executed late.
-    pub command_max_age: Duration,
-    /// The Rooms.
-    pub rooms: Vec<RoomEntry>,
-}
 
 /// Commands queued per room before new ones are refused.
 const ROOM_COMMAND_QUEUE: usize = 64;
 /// Bound on the whole shutdown sequence after the signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
-
-struct RoomHandle {
-    name: String,
-    commands: mpsc::Sender<QueuedCommand>,
-    ownership: tokio::sync::watch::Receiver<Ownership>,
-    /// The Room client while this instance serves the room.
-    client: Arc<std::sync::Mutex<Option<RoomClient>>>,
-    stats: Arc<RoomBridgeStats>,
-}
-
-impl RoomHandle {
-    fn client(&self) -> Option<RoomClient> {
-        self.client.lock().ok().and_then(|c| c.clone())
-    }
-}
 
 /// A running bridge.
 pub struct Bridge {

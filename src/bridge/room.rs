@@ -87,6 +87,23 @@ impl Default for RoomBridgeStats {
     }
 }
 
+/// What the bridge keeps of each room it was given.
+pub(super) struct RoomHandle {
+    pub(super) name: String,
+    pub(super) commands: mpsc::Sender<QueuedCommand>,
+    pub(super) ownership: tokio::sync::watch::Receiver<Ownership>,
+    /// The Room client while this instance serves the room.
+    pub(super) client: Arc<std::sync::Mutex<Option<RoomClient>>>,
+    pub(super) stats: Arc<RoomBridgeStats>,
+}
+
+impl RoomHandle {
+    /// The Room client while this instance serves the room.
+    pub(super) fn client(&self) -> Option<RoomClient> {
+        self.client.lock().ok().and_then(|c| c.clone())
+    }
+}
+
 /// A command on its way to a room's command task.
 pub(crate) struct QueuedCommand {
     /// Name for logs (field or method).

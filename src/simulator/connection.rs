@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::protocol::websocket_config;
 
-use super::room::{ConnId, OUTBOUND_QUEUE, Outbound, Shared};
+use super::room::{ConnId, OUTBOUND_QUEUE, Outbound, RoomCore};
 use super::socket::SimSocket;
 
 type Ws = WebSocketStream<SimSocket>;
@@ -58,7 +58,7 @@ async fn thawed(half_open: &mut watch::Receiver<bool>) -> bool {
 
 /// Accepts WebSocket connections until `stop` is cancelled.
 pub(crate) async fn accept_loop(
-    shared: Arc<Shared>,
+    shared: Arc<RoomCore>,
     listener: TcpListener,
     stop: CancellationToken,
 ) {
@@ -70,7 +70,7 @@ pub(crate) async fn accept_loop(
     .await;
 }
 
-async fn serve(shared: Arc<Shared>, tcp: SimSocket, kill: CancellationToken) {
+async fn serve(shared: Arc<RoomCore>, tcp: SimSocket, kill: CancellationToken) {
     let mut half_open = shared.half_open_watch();
     let handshake = async {
         // A frozen Room does not even complete handshakes.
@@ -108,7 +108,7 @@ async fn serve(shared: Arc<Shared>, tcp: SimSocket, kill: CancellationToken) {
 }
 
 async fn read_loop(
-    shared: &Arc<Shared>,
+    shared: &Arc<RoomCore>,
     id: ConnId,
     mut stream: SplitStream<Ws>,
     queue: mpsc::Sender<Outbound>,

@@ -138,7 +138,7 @@ pub(crate) async fn run_with(
 
 /// A parsed control command. Rooms are numbered from 1 in the text, from 0 here.
 #[derive(Debug, Clone, PartialEq)]
-enum Command {
+enum ControlLine {
     Help,
     Incoming(usize, String, String),
     GiveUp(usize),
@@ -178,7 +178,7 @@ fn on_off(text: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_command(line: &str, rooms: usize) -> Result<Command, String> {
+fn parse_command(line: &str, rooms: usize) -> Result<ControlLine, String> {
     let (name, rest) = word(line);
     const NAMES: &[&str] = &[
         "incoming",
@@ -202,7 +202,7 @@ fn parse_command(line: &str, rooms: usize) -> Result<Command, String> {
         "state",
     ];
     if name == "help" {
-        return Ok(Command::Help);
+        return Ok(ControlLine::Help);
     }
     if !NAMES.contains(&name) {
         return Err(format!("unknown command '{name}' (try 'help')"));
@@ -229,47 +229,47 @@ fn parse_command(line: &str, rooms: usize) -> Result<Command, String> {
     Ok(match name {
         "incoming" => {
             let (peer, display) = word(rest);
-            Command::Incoming(room, required(peer, "peerId")?, display.to_owned())
+            ControlLine::Incoming(room, required(peer, "peerId")?, display.to_owned())
         }
-        "giveup" => Command::GiveUp(room),
-        "hangup" => Command::Hangup(room),
+        "giveup" => ControlLine::GiveUp(room),
+        "hangup" => ControlLine::Hangup(room),
         "join" => {
             let (peer, display) = word(rest);
-            Command::Join(room, required(peer, "peerId")?, display.to_owned())
+            ControlLine::Join(room, required(peer, "peerId")?, display.to_owned())
         }
-        "leave" => Command::Leave(room, required(word(rest).0, "peerId")?),
+        "leave" => ControlLine::Leave(room, required(word(rest).0, "peerId")?),
         "chat" => {
             let (peer, text) = word(rest);
-            Command::Chat(room, required(peer, "peerId")?, required(text, "text")?)
+            ControlLine::Chat(room, required(peer, "peerId")?, required(text, "text")?)
         }
-        "ownermute" => Command::OwnerMute(room, on_off(rest)?),
+        "ownermute" => ControlLine::OwnerMute(room, on_off(rest)?),
         "plug" => {
             let (kind, name) = device(rest)?;
-            Command::Plug(room, kind, name)
+            ControlLine::Plug(room, kind, name)
         }
         "unplug" => {
             let (kind, name) = device(rest)?;
-            Command::Unplug(room, kind, name)
+            ControlLine::Unplug(room, kind, name)
         }
-        "emit" => Command::Emit(
+        "emit" => ControlLine::Emit(
             room,
             serde_json::from_str(rest).map_err(|e| format!("emit: invalid JSON: {e}"))?,
         ),
-        "drop" => Command::Drop(room),
-        "halfopen" => Command::HalfOpen(room, on_off(rest)?),
-        "delay" => Command::Delay(
+        "drop" => ControlLine::Drop(room),
+        "halfopen" => ControlLine::HalfOpen(room, on_off(rest)?),
+        "delay" => ControlLine::Delay(
             room,
             Duration::from_millis(rest.trim().parse().map_err(|_| "delay: expected <ms>")?),
         ),
-        "refuseauth" => Command::RefuseAuth(room, on_off(rest)?),
-        "garbage" => Command::Garbage(room, rest.trim().parse()?),
-        "flood" => Command::Flood(
+        "refuseauth" => ControlLine::RefuseAuth(room, on_off(rest)?),
+        "garbage" => ControlLine::Garbage(room, rest.trim().parse()?),
+        "flood" => ControlLine::Flood(
             room,
             rest.trim().parse().map_err(|_| "flood: expected <n>")?,
         ),
-        "stop" => Command::Stop(room),
-        "restart" => Command::Restart(room),
-        "state" => Command::State(room),
+        "stop" => ControlLine::Stop(room),
+        "restart" => ControlLine::Restart(room),
+        "state" => ControlLine::State(room),
         other => return Err(format!("unknown command '{other}'")),
     })
 }
@@ -289,53 +289,53 @@ async fn execute(rooms: &[SimRoom], line: &str) -> Option<String> {
         Err(e) => format!("error: {e}"),
     };
     Some(match command {
-        Command::Help => HELP.to_owned(),
-        Command::Incoming(r, peer, name) => ok(rooms[r].incoming_call(&peer, &name)),
-        Command::GiveUp(r) => ok(rooms[r].caller_gives_up()),
-        Command::Hangup(r) => ok(rooms[r].remote_hangup()),
-        Command::Join(r, peer, name) => ok(rooms[r].participant_joins(&peer, &name)),
-        Command::Leave(r, peer) => ok(rooms[r].participant_leaves(&peer)),
-        Command::Chat(r, peer, text) => ok(rooms[r].chat_message(&peer, &text)),
-        Command::OwnerMute(r, mute) => ok(rooms[r].owner_mutes_mic(mute)),
-        Command::Plug(r, kind, name) => ok(rooms[r].plug_device(kind, &name)),
-        Command::Unplug(r, kind, name) => ok(rooms[r].unplug_device(kind, &name)),
-        Command::Emit(r, frame) => {
+        ControlLine::Help => HELP.to_owned(),
+        ControlLine::Incoming(r, peer, name) => ok(rooms[r].incoming_call(&peer, &name)),
+        ControlLine::GiveUp(r) => ok(rooms[r].caller_gives_up()),
+        ControlLine::Hangup(r) => ok(rooms[r].remote_hangup()),
+        ControlLine::Join(r, peer, name) => ok(rooms[r].participant_joins(&peer, &name)),
+        ControlLine::Leave(r, peer) => ok(rooms[r].participant_leaves(&peer)),
+        ControlLine::Chat(r, peer, text) => ok(rooms[r].chat_message(&peer, &text)),
+        ControlLine::OwnerMute(r, mute) => ok(rooms[r].owner_mutes_mic(mute)),
+        ControlLine::Plug(r, kind, name) => ok(rooms[r].plug_device(kind, &name)),
+        ControlLine::Unplug(r, kind, name) => ok(rooms[r].unplug_device(kind, &name)),
+        ControlLine::Emit(r, frame) => {
             rooms[r].emit_raw(frame);
             "ok".into()
         }
-        Command::Drop(r) => {
+        ControlLine::Drop(r) => {
             rooms[r].drop_connections();
             "ok".into()
         }
-        Command::HalfOpen(r, on) => {
+        ControlLine::HalfOpen(r, on) => {
             rooms[r].set_half_open(on);
             "ok".into()
         }
-        Command::Delay(r, delay) => {
+        ControlLine::Delay(r, delay) => {
             rooms[r].set_reply_delay(delay);
             "ok".into()
         }
-        Command::RefuseAuth(r, on) => {
+        ControlLine::RefuseAuth(r, on) => {
             rooms[r].set_refuse_auth(on);
             "ok".into()
         }
-        Command::Garbage(r, kind) => {
+        ControlLine::Garbage(r, kind) => {
             rooms[r].send_garbage(kind);
             "ok".into()
         }
-        Command::Flood(r, n) => {
+        ControlLine::Flood(r, n) => {
             rooms[r].flood_events(n).await;
             "ok".into()
         }
-        Command::Stop(r) => {
+        ControlLine::Stop(r) => {
             rooms[r].stop().await;
             "ok".into()
         }
-        Command::Restart(r) => match rooms[r].restart().await {
+        ControlLine::Restart(r) => match rooms[r].restart().await {
             Ok(()) => "ok".into(),
             Err(e) => format!("error: {e}"),
         },
-        Command::State(r) => {
+        ControlLine::State(r) => {
             serde_json::to_string(&rooms[r].snapshot()).unwrap_or_else(|e| format!("error: {e}"))
         }
     })
@@ -350,7 +350,7 @@ mod tests {
     fn parses_commands() {
         assert_eq!(
             parse_command("incoming 2 alice@srv Alice Smith", 3),
-            Ok(Command::Incoming(
+            Ok(ControlLine::Incoming(
                 1,
                 "alice@srv".into(),
                 "Alice Smith".into()
@@ -358,23 +358,27 @@ mod tests {
         );
         assert_eq!(
             parse_command("chat 1 bob@srv hello   there", 1),
-            Ok(Command::Chat(0, "bob@srv".into(), "hello   there".into()))
+            Ok(ControlLine::Chat(
+                0,
+                "bob@srv".into(),
+                "hello   there".into()
+            ))
         );
         assert_eq!(
             parse_command("halfopen 1 on", 1),
-            Ok(Command::HalfOpen(0, true))
+            Ok(ControlLine::HalfOpen(0, true))
         );
         assert_eq!(
             parse_command("plug 1 camera USB Cam", 1),
-            Ok(Command::Plug(0, DeviceKind::Camera, "USB Cam".into()))
+            Ok(ControlLine::Plug(0, DeviceKind::Camera, "USB Cam".into()))
         );
         assert_eq!(
             parse_command("garbage 1 huge", 1),
-            Ok(Command::Garbage(0, GarbageKind::Huge))
+            Ok(ControlLine::Garbage(0, GarbageKind::Huge))
         );
         assert_eq!(
             parse_command("delay 1 250", 1),
-            Ok(Command::Delay(0, Duration::from_millis(250)))
+            Ok(ControlLine::Delay(0, Duration::from_millis(250)))
         );
         assert!(parse_command("state 4", 3).is_err());
         assert!(parse_command("state", 3).is_err());
@@ -383,7 +387,7 @@ mod tests {
         assert!(parse_command("incoming 1", 3).is_err());
         assert!(parse_command("emit 1 {nope", 3).is_err());
         assert!(parse_command("halfopen 1 maybe", 3).is_err());
-        assert_eq!(parse_command("help", 0), Ok(Command::Help));
+        assert_eq!(parse_command("help", 0), Ok(ControlLine::Help));
     }
 
     #[test]

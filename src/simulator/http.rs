@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::room::Shared;
+use super::room::RoomCore;
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
@@ -34,7 +34,7 @@ const FRAME_BODY: &[u8] = &[
 
 /// Accepts HTTP connections until `stop` is cancelled.
 pub(crate) async fn accept_loop(
-    shared: Arc<Shared>,
+    shared: Arc<RoomCore>,
     listener: TcpListener,
     stop: CancellationToken,
 ) {
@@ -51,7 +51,7 @@ pub(crate) async fn accept_loop(
     .await;
 }
 
-async fn serve(shared: &Arc<Shared>, mut tcp: TcpStream) {
+async fn serve(shared: &Arc<RoomCore>, mut tcp: TcpStream) {
     // The half-open fault freezes the whole Room, its web server included.
     let mut half_open = shared.half_open_watch();
     if half_open.wait_for(|on| !*on).await.is_err() {
@@ -60,7 +60,7 @@ async fn serve(shared: &Arc<Shared>, mut tcp: TcpStream) {
     let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(shared, &mut tcp)).await;
 }
 
-async fn answer(shared: &Arc<Shared>, tcp: &mut TcpStream) -> std::io::Result<()> {
+async fn answer(shared: &Arc<RoomCore>, tcp: &mut TcpStream) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {

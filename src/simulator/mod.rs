@@ -41,7 +41,7 @@ pub use control::{SimulateOptions, run};
 pub use machine::{DeviceKind, PtzPosition, SimSnapshot, StartState, error_text};
 
 use machine::{Machine, Profile};
-use room::{Outbound, Shared};
+use room::{Outbound, RoomCore};
 
 /// Configuration of one simulated Room.
 #[derive(Debug, Clone)]
@@ -146,12 +146,12 @@ pub struct WaitTimeout(pub Box<SimSnapshot>);
 /// connections closed) when the last clone is dropped.
 #[derive(Clone)]
 pub struct SimRoom {
-    shared: Arc<Shared>,
+    shared: Arc<RoomCore>,
     _owner: Arc<Owner>,
 }
 
 /// Stops the room when the last handle goes away.
-struct Owner(Arc<Shared>);
+struct Owner(Arc<RoomCore>);
 
 impl Drop for Owner {
     fn drop(&mut self) {
@@ -222,7 +222,7 @@ impl SimRoom {
             http_port,
             secured: config.pin.is_some(),
         };
-        let shared = Arc::new(Shared::new(
+        let shared = Arc::new(RoomCore::new(
             config,
             http_port,
             ws_port,

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -126,13 +125,13 @@ impl HaInstall {
     }
 }
 
-// ----- a tiny HTTP/1.1 client (one request per connection) ------------------------------------
+// ----- HTTP to Home Assistant's REST API (hyper's HTTP/1.1 client) ------------------------------
 
 /// A response: status and body.
 pub struct Response {
     /// HTTP status.
     pub status: u16,
-    /// The body, de-chunked.
+    /// The body.
     pub body: String,
 }
 
@@ -143,28 +142,7 @@ impl Response {
     }
 }
 
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let Ok(size) = usize::from_str_radix(size_text, 16) else {
-            return out;
-        };
-        body = &body[line_end + 2..];
-        if size == 0 || body.len() < size {
-            out.extend_from_slice(&body[..size.min(body.len())]);
-            return out;
-        }
-        out.extend_from_slice(&body[..size]);
-        body = body.get(size + 2..).unwrap_or_default();
-    }
-}
-
-/// One HTTP exchange with 127.0.0.1:`port`, bounded by [`HTTP_TIMEOUT`].
+/// One HTTP exchange with 127.0.0.1:`port` on a fresh connection, bounded by [`HTTP_TIMEOUT`].
 pub async fn http(
     port: u16,
     method: &str,
@@ -172,46 +150,43 @@ pub async fn http(
     token: Option<&str>,
     body: Option<(&str, String)>,
 ) -> std::io::Result<Response> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let error = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
     let exchange = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-             Accept: application/json\r\n"
-        );
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| error(&e))?;
+        let driver = tokio::spawn(connection);
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, format!("127.0.0.1:{port}"))
+            .header(hyper::header::ACCEPT, "application/json");
         if let Some(token) = token {
-            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        let body = body.map(|(content_type, text)| {
-            request.push_str(&format!(
-                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
-                text.len()
-            ));
-            text
-        });
-        request.push_str("\r\n");
-        if let Some(body) = body {
-            request.push_str(&body);
-        }
-        stream.write_all(request.as_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| std::io::Error::other("no HTTP header end"))?;
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("bad status line: {head}")))?;
-        let mut body = raw[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = dechunk(&body);
-        }
+        let text = match body {
+            Some((content_type, text)) => {
+                request = request.header(hyper::header::CONTENT_TYPE, content_type);
+                text
+            }
+            None => String::new(),
+        };
+        let request = request
+            .body(Full::new(Bytes::from(text)))
+            .map_err(|e| error(&e))?;
+        let response = sender.send_request(request).await.map_err(|e| error(&e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| error(&e))?
+            .to_bytes();
+        driver.abort();
         Ok(Response {
             status,
             body: String::from_utf8_lossy(&body).into_owned(),

@@ -190,7 +190,7 @@ struct Lifecycle {
 }
 
 /// One room, shared by its handle, its listeners and its connections.
-pub(crate) struct Shared {
+pub(crate) struct RoomCore {
     pub config: SimConfig,
     pub http_port: u16,
     pub ws_port: u16,
@@ -214,9 +214,9 @@ const MAX_WS_SOCKETS: usize = 256;
 /// Simultaneous HTTP requests per room.
 const MAX_HTTP_SOCKETS: usize = 64;
 
-impl Shared {
-    pub fn new(config: SimConfig, http_port: u16, ws_port: u16, machine: Machine) -> Shared {
-        Shared {
+impl RoomCore {
+    pub fn new(config: SimConfig, http_port: u16, ws_port: u16, machine: Machine) -> RoomCore {
+        RoomCore {
             config,
             http_port,
             ws_port,
@@ -408,7 +408,7 @@ impl Shared {
 
     fn spawn_timers(self: &Arc<Self>, timers: Vec<Timer>) {
         for timer in timers {
-            let room: Weak<Shared> = Arc::downgrade(self);
+            let room: Weak<RoomCore> = Arc::downgrade(self);
             self.runtime.spawn(async move {
                 tokio::time::sleep(timer.after).await;
                 if let Some(room) = room.upgrade() {

@@ -382,6 +382,9 @@ async fn room(args: RoomArgs) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let mut events = client.events();
+            eprintln!(
+                "trueconf2mqtt: connected; printing the Room's events, one JSON per line (Ctrl-C stops)"
+            );
             let shutdown = shutdown_signal();
             loop {
                 tokio::select! {

@@ -382,17 +382,10 @@ async fn room_events_says_when_another_client_takes_the_room() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until(WAIT, "room events connected", || {
-        room.authenticated_connections() >= 1
-    })
-    .await;
-    // A second controller: the bridge, another `room` command …
-    let other =
-        trueconf2mqtt::room::RoomClient::connect(common::test_room_options(room.http_port()))
-            .await
-            .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    // Read on a thread, awaited here: the simulated Room runs on this test's runtime, which a
+    // blocking wait would stall.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stderr)
@@ -402,14 +395,27 @@ async fn room_events_says_when_another_client_takes_the_room() {
             let _ = tx.send(line);
         }
     });
+    // Online (authenticated and resynchronised), not merely authenticated: a second controller
+    // arriving during the first's resync would make its connect fail instead.
+    let connected = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .expect("room events said nothing");
+    assert!(connected.contains("connected; printing"), "{connected}");
+    // A second controller: the bridge, another `room` command …
+    let other =
+        trueconf2mqtt::room::RoomClient::connect(common::test_room_options(room.http_port()))
+            .await
+            .unwrap();
     let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     let line = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains("lost control of the Room") => break line,
-            Ok(line) => seen.push(line),
-            Err(_) => {
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(line)) if line.contains("lost control of the Room") => break line,
+            Ok(Some(line)) => seen.push(line),
+            _ => {
                 let _ = child.kill();
                 panic!("room events never said it lost control: {seen:?}");
             }

@@ -458,23 +458,48 @@ async fn room_command(block: &Block) -> String {
             let mut child = Command::new("sh")
                 .args(["-c", &format!("exec {}", runnable(line))])
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            common::wait_until(WAIT, "room events connected", || {
-                room.authenticated_connections() >= 1
-            })
-            .await;
+            // Lines of both streams, read on threads and awaited here (the simulated Room runs
+            // on this runtime).
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, String)>();
+            for (is_stdout, stream) in [
+                (
+                    true,
+                    Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+                ),
+                (false, Box::new(child.stderr.take().unwrap())),
+            ] {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    use std::io::BufRead;
+                    for line in std::io::BufReader::new(stream)
+                        .lines()
+                        .map_while(Result::ok)
+                    {
+                        let _ = tx.send((is_stdout, line));
+                    }
+                });
+            }
+            let mut next = async |want_stdout: bool| loop {
+                match tokio::time::timeout(WAIT, rx.recv()).await {
+                    Ok(Some((is_stdout, text))) if is_stdout == want_stdout => break text,
+                    Ok(Some(_)) => continue,
+                    _ => panic!("{line}: nothing more from `room events`"),
+                }
+            };
+            // Online (it says so on stderr) before the Room does something.
+            let said = next(false).await;
+            assert!(said.contains("connected"), "{line}: {said}");
             room.incoming_call("bob@sim.local", "Bob").unwrap();
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let first = next(true).await;
             let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            let out = String::from_utf8_lossy(&out.stdout);
-            let first = out.lines().next().unwrap_or_default();
+            let _ = child.wait();
             assert!(
-                serde_json::from_str::<serde_json::Value>(first)
+                serde_json::from_str::<serde_json::Value>(&first)
                     .is_ok_and(|v| v["event"].is_string()),
-                "{line}: {out}"
+                "{line}: {first}"
             );
         } else {
             let (ok, out) = sh(&runnable(line));

@@ -1,0 +1,296 @@
+//! The web UI at `/` as the daemon serves it: embedded assets with their content types and
+//! cache and security headers, and a real browser (headless Chromium driven by
+//! `tests/browser/ui.cjs`) running a simulated Room through it: a mute toggle, a PTZ button,
+//! dialling and hanging up, a catalog request, the phone width; then the Room itself is
+//! checked, not only the page.
+//!
+//! The browser part needs `node`, Debian's `chromium` and `playwright-core` installed under
+//! `target/browser-test` (scripts/test does all three). Without them it is skipped, loudly,
+//! unless `TRUECONF2MQTT_REQUIRE_BROWSER` is set (scripts/test sets it), when it fails.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{self, HeaderMap};
+use hyper::{Request, StatusCode};
+use serde_json::Value;
+use trueconf2mqtt::simulator::{SimConfig, SimRoom};
+
+use common::{Broker, free_port, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trueconf2mqtt");
+const WAIT: Duration = Duration::from_secs(15);
+/// The browser script's whole run: two pages, about ten steps of at most 10 s each.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
+/// A room name with markup in it: the page must show it as text.
+const ROOM_NAME: &str = r#"Board <b>room</b> & "Co""#;
+
+/// The daemon binary with one simulated Room, a private broker and `http.listen` on a free
+/// port; killed when dropped.
+struct Daemon {
+    child: std::process::Child,
+    http: u16,
+    room: SimRoom,
+    _broker: Broker,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    async fn start() -> Daemon {
+        let broker = Broker::start();
+        let room = SimRoom::start(SimConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let http = free_port();
+        let config = format!(
+            r#"
+[mqtt]
+host = "127.0.0.1"
+port = {broker}
+client_id = "web-ui-test-{id}"
+keepalive_secs = 5
+[http]
+listen = "127.0.0.1:{http}"
+[[rooms]]
+id = "boardroom"
+name = '{ROOM_NAME}'
+host = "127.0.0.1"
+port = {room_port}
+keepalive_secs = 3
+"#,
+            broker = broker.port,
+            id = fastrand::u32(..),
+            room_port = room.http_port(),
+        );
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let child = std::process::Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let daemon = Daemon {
+            child,
+            http,
+            room,
+            _broker: broker,
+            _dir: dir,
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(response) = get(http, "/readyz", &[]).await
+                && response.0 == StatusCode::OK
+            {
+                break daemon;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the daemon did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.http)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 GET through hyper: status, headers, body.
+async fn get(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(StatusCode, HeaderMap, Bytes), Box<dyn std::error::Error + Send + Sync>> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    tokio::spawn(connection);
+    let mut request = Request::get(path).header(header::HOST, "127.0.0.1");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = tokio::time::timeout(
+        WAIT,
+        sender.send_request(request.body(Empty::<Bytes>::new())?),
+    )
+    .await??;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok((parts.status, parts.headers, body))
+}
+
+fn header_of(headers: &HeaderMap, name: header::HeaderName) -> &str {
+    headers
+        .get(&name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_is_embedded_and_served_with_types_and_cache_headers() {
+    let daemon = Daemon::start().await;
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/assets");
+    for (path, file, content_type) in [
+        ("/", "index.html", "text/html; charset=utf-8"),
+        ("/assets/app.js", "app.js", "text/javascript; charset=utf-8"),
+        ("/assets/style.css", "style.css", "text/css; charset=utf-8"),
+        ("/assets/icon.svg", "icon.svg", "image/svg+xml"),
+    ] {
+        let (status, headers, body) = get(daemon.http, path, &[]).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(header_of(&headers, header::CONTENT_TYPE), content_type);
+        // The bytes compiled in are the files in the repository.
+        assert_eq!(body, std::fs::read(assets.join(file)).unwrap(), "{path}");
+        assert_eq!(header_of(&headers, header::CACHE_CONTROL), "no-cache");
+        assert_eq!(
+            header_of(&headers, header::X_CONTENT_TYPE_OPTIONS),
+            "nosniff"
+        );
+        // The page's address carries the token: it must not leak as a Referer.
+        assert_eq!(header_of(&headers, header::REFERRER_POLICY), "no-referrer");
+        let csp = header_of(&headers, header::CONTENT_SECURITY_POLICY);
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+            "{csp}"
+        );
+
+        // Revalidation: the same ETag gives 304 without a body.
+        let etag = header_of(&headers, header::ETAG).to_owned();
+        let (status, _, body) = get(daemon.http, path, &[("if-none-match", &etag)])
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "{path}");
+        assert!(body.is_empty());
+        let (status, _, _) = get(daemon.http, path, &[("if-none-match", "\"other\"")])
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK, "{path} with a stale tag");
+    }
+    let (status, _, _) = get(daemon.http, "/assets/nothing.js", &[]).await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The health endpoints are still there beside the UI.
+    let (status, _, _) = get(daemon.http, "/healthz", &[]).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Where `playwright-core` is installed (scripts/test: `npm ci` in target/browser-test).
+fn browser_modules() -> PathBuf {
+    std::env::var_os("TRUECONF2MQTT_BROWSER_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-test/node_modules")
+        })
+}
+
+fn chromium() -> PathBuf {
+    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+/// What is missing to run the browser, if anything.
+fn browser_missing() -> Option<String> {
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !node {
+        return Some("node is not installed".into());
+    }
+    if !chromium().exists() {
+        return Some(format!("{} does not exist", chromium().display()));
+    }
+    let modules = browser_modules();
+    if !modules.join("playwright-core/package.json").exists() {
+        return Some(format!(
+            "playwright-core is not installed in {}",
+            modules.display()
+        ));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_runs_the_room_through_the_ui() {
+    if let Some(missing) = browser_missing() {
+        assert!(
+            std::env::var_os("TRUECONF2MQTT_REQUIRE_BROWSER").is_none(),
+            "the browser test cannot run: {missing}"
+        );
+        let bar = "!".repeat(78);
+        // Straight to stderr: the harness shows eprintln! only for failed tests.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n{bar}\n!! SKIPPED a_browser_runs_the_room_through_the_ui: {missing}\n!! \
+             (scripts/test installs chromium, node and playwright-core)\n{bar}\n"
+        );
+        return;
+    }
+    let daemon = Daemon::start().await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/ui.cjs");
+    let run = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(daemon.url())
+        .arg("boardroom")
+        .env("NODE_PATH", browser_modules())
+        .env("CHROMIUM", chromium())
+        .env("SCREENSHOTS", &shots)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(BROWSER_TIMEOUT, run)
+        .await
+        .expect("the browser script finishes in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("browser: all steps passed"),
+        "browser script failed:\n{stdout}\n{stderr}"
+    );
+
+    // The page showed every change; now the Room itself.
+    let room = &daemon.room;
+    wait_until(WAIT, "the Room's microphone and camera muted", || {
+        let s = room.snapshot();
+        s.mic_muted && s.camera_muted
+    })
+    .await;
+    let requests = room.requests_received();
+    let sent = |method: &str, check: &dyn Fn(&Value) -> bool| {
+        requests.iter().any(|r| r["method"] == method && check(r))
+    };
+    assert!(sent("setMicMute", &|r| r["mute"] == true), "{requests:#?}");
+    assert!(sent("ptzRight", &|_| true), "{requests:#?}");
+    assert!(
+        sent("call", &|r| r["peerId"] == "alice@video.example.com"),
+        "{requests:#?}"
+    );
+    assert!(sent("hangUp", &|_| true), "{requests:#?}");
+    assert!(
+        sent("getCallHistory", &|r| r["count"] == 3),
+        "{requests:#?}"
+    );
+    let snapshot = room.snapshot();
+    assert_eq!(snapshot.ptz.pan, 1, "one step right: {:?}", snapshot.ptz);
+    assert!(snapshot.conference_id.is_none(), "hung up: {snapshot:?}");
+    for shot in ["desktop.png", "phone.png"] {
+        let size = std::fs::metadata(shots.join(shot)).map_or(0, |m| m.len());
+        assert!(size > 10_000, "{shot} written ({size} bytes)");
+    }
+}

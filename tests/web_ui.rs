@@ -4,9 +4,13 @@
 //! dialling and hanging up, a catalog request, the phone width; then the Room itself is
 //! checked, not only the page.
 //!
-//! The browser part needs `node`, Debian's `chromium` and `playwright-core` installed under
-//! `target/browser-test` (scripts/test does all three). Without them it is skipped, loudly,
-//! unless `TRUECONF2MQTT_REQUIRE_BROWSER` is set (scripts/test sets it), when it fails.
+//! The same in Firefox, shorter (`tests/browser/firefox.cjs`: the page connects, a toggle
+//! reaches the Room, the phone width fits).
+//!
+//! The browser parts need `node`, Debian's `chromium` and `firefox-esr`, and `playwright-core`
+//! and `puppeteer-core` installed under `target/browser-test` (scripts/test does all of it).
+//! Without them they are skipped, loudly, unless `TRUECONF2MQTT_REQUIRE_BROWSER` is set
+//! (scripts/test sets it), when they fail.
 
 mod common;
 
@@ -198,12 +202,13 @@ fn browser_modules() -> PathBuf {
         })
 }
 
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+/// A browser's executable: `$<VAR>`, else the Debian package's path.
+fn browser_path(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
 }
 
-/// What is missing to run the browser, if anything.
-fn browser_missing() -> Option<String> {
+/// What is missing to run `browser` with the npm `module` driving it, if anything.
+fn browser_missing(browser: &Path, module: &str) -> Option<String> {
     let node = std::process::Command::new("node")
         .arg("--version")
         .output()
@@ -211,58 +216,85 @@ fn browser_missing() -> Option<String> {
     if !node {
         return Some("node is not installed".into());
     }
-    if !chromium().exists() {
-        return Some(format!("{} does not exist", chromium().display()));
+    if !browser.exists() {
+        return Some(format!("{} does not exist", browser.display()));
     }
     let modules = browser_modules();
-    if !modules.join("playwright-core/package.json").exists() {
+    if !modules.join(module).join("package.json").exists() {
         return Some(format!(
-            "playwright-core is not installed in {}",
+            "{module} is not installed in {}",
             modules.display()
         ));
     }
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_browser_runs_the_room_through_the_ui() {
-    if let Some(missing) = browser_missing() {
-        assert!(
-            std::env::var_os("TRUECONF2MQTT_REQUIRE_BROWSER").is_none(),
-            "the browser test cannot run: {missing}"
-        );
-        let bar = "!".repeat(78);
-        // Straight to stderr: the harness shows eprintln! only for failed tests.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n{bar}\n!! SKIPPED a_browser_runs_the_room_through_the_ui: {missing}\n!! \
-             (scripts/test installs chromium, node and playwright-core)\n{bar}\n"
-        );
-        return;
-    }
-    let daemon = Daemon::start().await;
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-ui-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/ui.cjs");
-    let run = tokio::process::Command::new("node")
-        .arg(&script)
+/// Whether the test can run; a skip is loud, and a failure when the browser is required.
+fn can_run(test: &str, browser: &Path, module: &str) -> bool {
+    let Some(missing) = browser_missing(browser, module) else {
+        return true;
+    };
+    assert!(
+        std::env::var_os("TRUECONF2MQTT_REQUIRE_BROWSER").is_none(),
+        "{test} cannot run: {missing}"
+    );
+    let bar = "!".repeat(78);
+    // Straight to stderr: the harness shows eprintln! only for failed tests.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n{bar}\n!! SKIPPED {test}: {missing}\n!! (scripts/test installs chromium, \
+         firefox-esr, node, playwright-core and puppeteer-core)\n{bar}\n"
+    );
+    false
+}
+
+/// Runs a script of tests/browser against the daemon's page; panics with its output unless
+/// every step passed.
+async fn run_script(daemon: &Daemon, script: &str, env: &[(&str, &Path)]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(&path)
         .arg(daemon.url())
         .arg("boardroom")
         .env("NODE_PATH", browser_modules())
-        .env("CHROMIUM", chromium())
-        .env("SCREENSHOTS", &shots)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(BROWSER_TIMEOUT, run)
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::time::timeout(BROWSER_TIMEOUT, command.output())
         .await
-        .expect("the browser script finishes in time")
+        .unwrap_or_else(|_| panic!("{script} did not finish within {BROWSER_TIMEOUT:?}"))
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success() && stdout.contains("browser: all steps passed"),
-        "browser script failed:\n{stdout}\n{stderr}"
+        "{script} failed:\n{stdout}\n{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_runs_the_room_through_the_ui() {
+    let chromium = browser_path("CHROMIUM", "/usr/bin/chromium");
+    if !can_run(
+        "chromium_runs_the_room_through_the_ui",
+        &chromium,
+        "playwright-core",
+    ) {
+        return;
+    }
+    let daemon = Daemon::start().await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    run_script(
+        &daemon,
+        "ui.cjs",
+        &[("CHROMIUM", &chromium), ("SCREENSHOTS", &shots)],
+    )
+    .await;
 
     // The page showed every change; now the Room itself.
     let room = &daemon.room;
@@ -293,4 +325,29 @@ async fn a_browser_runs_the_room_through_the_ui() {
         let size = std::fs::metadata(shots.join(shot)).map_or(0, |m| m.len());
         assert!(size > 10_000, "{shot} written ({size} bytes)");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_shows_the_ui_and_a_toggle_reaches_the_room() {
+    let firefox = browser_path("FIREFOX", "/usr/bin/firefox-esr");
+    if !can_run(
+        "firefox_shows_the_ui_and_a_toggle_reaches_the_room",
+        &firefox,
+        "puppeteer-core",
+    ) {
+        return;
+    }
+    let daemon = Daemon::start().await;
+    run_script(&daemon, "firefox.cjs", &[("FIREFOX", &firefox)]).await;
+    wait_until(WAIT, "the Room's speaker muted", || {
+        daemon.room.snapshot().speaker_muted
+    })
+    .await;
+    assert!(
+        daemon
+            .room
+            .requests_received()
+            .iter()
+            .any(|r| r["method"] == "setAudioMute" && r["mute"] == true)
+    );
 }

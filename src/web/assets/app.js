@@ -389,6 +389,14 @@
     return '–';
   }
 
+  // One phrase for the call: idle, ringing, calling someone, or in a call (with its title).
+  function callState(doc) {
+    if (doc.ringing) return 'ringing';
+    if (doc.in_call) return doc.conference_title ? `in call: ${doc.conference_title}` : 'in call';
+    if (doc.callee) return `calling ${doc.callee}`;
+    return doc.app_state === 'normal' ? 'idle' : (doc.app_state || '');
+  }
+
   function renderRoom(room) {
     if (!room.panel) return;
     const doc = room.doc;
@@ -402,7 +410,7 @@
     const cells = [
       el('td', {}, el('a', { href: '#' + room.panel.id, text: room.name })),
       el('td', {}, el('span', { class: 'badge', 'data-state': online ? 'open' : 'closed', text: availability })),
-      el('td', { text: doc.app_state === 'conference' && doc.conference_title ? `conference: ${doc.conference_title}` : (doc.app_state || '') }),
+      el('td', { text: callState(doc) }),
       el('td', { text: caller }),
       el('td', { title: people, text: doc.participant_count ?? '' }),
       el('td', { text: onOff(doc.mic_muted) }),
@@ -419,7 +427,8 @@
     const badge = $('.availability', panel);
     badge.textContent = availability;
     badge.dataset.state = online ? 'open' : 'closed';
-    $('.app-state', panel).textContent = doc.app_state ? `${doc.app_state}${doc.in_call ? ' · in call' : ''}` : '';
+    $('.app-state', panel).textContent = callState(doc);
+    $('.people', panel).textContent = people ? `With ${people}` : '';
     const ringing = $('.ringing-banner', panel);
     ringing.hidden = !doc.ringing;
     $('.ringing-text', panel).textContent = doc.ringing ? `Incoming call from ${caller || 'unknown'}` : '';

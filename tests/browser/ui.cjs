@@ -95,6 +95,11 @@ async function desktop(browser) {
   await page.waitForSelector('#request-result[data-status="ok"]', { timeout: STEP });
   step('request console: getCallHistory ok');
 
+  await page.click('[data-bridge-request="health_check"]');
+  await page.waitForFunction(() => document.querySelector('#bridge-request-status').textContent === 'health_check: ok',
+    null, { timeout: STEP });
+  step('bridge health_check answered ok');
+
   await page.waitForSelector('#log li.event', { timeout: STEP });
   check(await page.locator('#bridge dd').count() > 0, 'bridge health shown');
   step('event log and bridge health shown');

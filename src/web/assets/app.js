@@ -577,6 +577,19 @@
       });
     });
     $('#log-clear').addEventListener('click', () => $('#log').replaceChildren());
+    for (const button of document.querySelectorAll('[data-bridge-request]')) {
+      button.addEventListener('click', () => {
+        const name = button.dataset.bridgeRequest;
+        const status = $('#bridge-request-status');
+        const result = $('#bridge-request-result');
+        status.textContent = `${name}…`;
+        send(`bridge/request/${name}`, {}, (reply) => {
+          status.textContent = `${name}: ${reply && reply.status === 'ok' ? 'ok' : (reply && reply.error) || 'failed'}`;
+          result.hidden = false;
+          result.textContent = JSON.stringify(reply, null, 2);
+        });
+      });
+    }
   }
 
   // ---------- bridge health ----------

@@ -121,7 +121,6 @@ pub async fn serve_on(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(crate::web::routes())
         .with_state((bridge, Arc::new(registry)));
     let slots = Arc::new(Slots::default());
     loop {

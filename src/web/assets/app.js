@@ -146,6 +146,10 @@
     ws.addEventListener('close', (event) => {
       if (socket !== ws) return;
       socket = null;
+      // Answers to what was sent on this connection will not come any more.
+      const orphans = [...waiting.values()].flat();
+      waiting.clear();
+      for (const callback of orphans) callback({ status: 'error', error: 'connection to the bridge lost' });
       for (const room of rooms.values()) {
         room.availability = 'unknown';
         renderRoom(room);

@@ -31,6 +31,7 @@ pub mod backoff;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod health;
 pub mod homeassistant;

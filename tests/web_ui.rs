@@ -32,6 +32,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_trueconf2mqtt");
 const WAIT: Duration = Duration::from_secs(15);
 /// The browser script's whole run: two pages, about ten steps of at most 10 s each.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
+/// `http.auth_token` of the daemon under test.
+const TOKEN: &str = "web-ui-test-token-0123";
 /// A room name with markup in it: the page must show it as text.
 const ROOM_NAME: &str = r#"Board <b>room</b> & "Co""#;
 
@@ -60,6 +62,7 @@ client_id = "web-ui-test-{id}"
 keepalive_secs = 5
 [http]
 listen = "127.0.0.1:{http}"
+auth_token = "{TOKEN}"
 [[rooms]]
 id = "boardroom"
 name = '{ROOM_NAME}'
@@ -104,7 +107,7 @@ keepalive_secs = 3
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.http)
+        format!("http://127.0.0.1:{}/?token={TOKEN}", self.http)
     }
 }
 
@@ -150,8 +153,20 @@ fn header_of(headers: &HeaderMap, name: header::HeaderName) -> &str {
 async fn the_ui_is_embedded_and_served_with_types_and_cache_headers() {
     let daemon = Daemon::start().await;
     let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/assets");
+    // The page takes the API's token; a browser cannot add it to the files the page loads,
+    // which are the same for everyone and hold nothing.
+    for (query, status) in [
+        ("", StatusCode::UNAUTHORIZED),
+        ("?token=wrong-token-0123456", StatusCode::UNAUTHORIZED),
+        (&format!("?token={TOKEN}") as &str, StatusCode::OK),
+    ] {
+        let (got, _, body) = get(daemon.http, &format!("/{query}"), &[]).await.unwrap();
+        assert_eq!(got, status, "/{query}: {body:?}");
+        assert!(!String::from_utf8_lossy(&body).contains(TOKEN));
+    }
+    let page = format!("/?token={TOKEN}");
     for (path, file, content_type) in [
-        ("/", "index.html", "text/html; charset=utf-8"),
+        (&page as &str, "index.html", "text/html; charset=utf-8"),
         ("/assets/app.js", "app.js", "text/javascript; charset=utf-8"),
         ("/assets/style.css", "style.css", "text/css; charset=utf-8"),
         ("/assets/icon.svg", "icon.svg", "image/svg+xml"),

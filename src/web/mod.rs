@@ -2,17 +2,22 @@
 //! the binary (`src/web/assets/`, plain HTML/CSS/JS without a build step), talking to the
 //! WebSocket API at `/api`.
 //!
-//! The assets hold no data and no secret: the page reads `?token=` from its own address and
-//! hands it to the WebSocket and to `/readyz` and `/metrics`. Every response says `no-cache`
-//! with a strong `ETag` (a hash of the asset), so a browser revalidates cheaply and sees a new
-//! UI right after an upgrade; `Referrer-Policy: no-referrer` keeps the token out of other
-//! sites' logs, and a strict `Content-Security-Policy` allows nothing but these files and the
-//! WebSocket.
+//! Served with the control surface (`http.control`, [`crate::control::web`]), behind the same
+//! token: the page reads `?token=` from its own address and hands it to the WebSocket and to
+//! `/api/schema`; the probes `/readyz` and `/metrics` it polls need none. Every response says
+//! `no-cache` with a strong `ETag` (a hash of the asset), so a browser revalidates cheaply and
+//! sees a new UI right after an upgrade; `Referrer-Policy: no-referrer` keeps the token out of
+//! other sites' logs, and a strict `Content-Security-Policy` allows nothing but these files and
+//! the WebSocket.
+
+use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
+use crate::control::web::Web;
 
 /// One embedded file.
 pub struct Asset {
@@ -55,13 +60,23 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; \
                    frame-ancestors 'none'";
 
-/// The routes of the UI, to merge into the HTTP router.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+/// The routes of the UI, to merge into the control surface's router. The page itself takes the
+/// same token as `/api` (so a wrong address says so at once instead of showing a page that
+/// cannot connect); its script, stylesheet and icon are the same for everyone and hold nothing,
+/// and a browser cannot add the token to them.
+pub fn routes<S: Clone + Send + Sync + 'static>(web: Arc<Web>) -> Router<S> {
     let mut router = Router::new();
     for asset in ASSETS {
+        let web = web.clone();
+        let page = asset.path == "/";
         router = router.route(
             asset.path,
-            get(move |headers: HeaderMap| serve(asset, headers)),
+            get(move |uri: Uri, headers: HeaderMap| async move {
+                if page && let Err(refused) = web.authorize(&headers, uri.query()) {
+                    return refused;
+                }
+                serve(asset, &headers)
+            }),
         );
     }
     router
@@ -86,7 +101,7 @@ impl Asset {
     }
 }
 
-async fn serve(asset: &'static Asset, request: HeaderMap) -> Response {
+fn serve(asset: &'static Asset, request: &HeaderMap) -> Response {
     let etag = asset.etag();
     let fresh = request
         .get(header::IF_NONE_MATCH)

@@ -14,6 +14,8 @@
   const rooms = new Map();
   const bridge = { state: '', info: null, ready: null, metrics: null };
   let schema = { fields: [], methods: [], byField: new Map(), byMethod: new Map() };
+  // `bridge`, or `bridge/<instance>` when the bridge runs with mqtt.instance.
+  let bridgePrefix = 'bridge';
   let socket = null;
   let attempt = 0;
   let retryTimer = null;
@@ -72,6 +74,14 @@
     if (!raw || typeof raw !== 'object') return;
     const fields = Array.isArray(raw.fields) ? raw.fields : [];
     const methods = Array.isArray(raw.methods) ? raw.methods : [];
+    bridgePrefix = typeof raw.instance === 'string' && raw.instance ? `bridge/${raw.instance}` : 'bridge';
+    if (Array.isArray(raw.rooms)) {
+      for (const about of raw.rooms) {
+        if (!about || typeof about.id !== 'string') continue;
+        const room = roomFor(about.id);
+        if (typeof about.name === 'string') room.name = about.name;
+      }
+    }
     schema = {
       fields: fields.filter((f) => f && typeof f.name === 'string').map(normalizeField),
       methods: methods.filter((m) => m && typeof m.name === 'string'),
@@ -84,17 +94,22 @@
     for (const room of rooms.values()) rebuildPanel(room);
   }
 
+  // A field of /api/schema: `set.type` says how it is set; `set.options` are fixed choices
+  // (shown as buttons), `set.options_from` names the state member listing them (a select).
   function normalizeField(f) {
     const setter = f.set && typeof f.set === 'object' ? f.set : {};
-    const choices = f.choices || f.values || setter.choices || setter.values;
+    const type = String(setter.type || '');
+    const options = Array.isArray(setter.options) ? setter.options.map(String) : null;
     return {
       name: f.name,
       kind: String(f.kind || 'text').toLowerCase(),
-      label: f.label || f.title || humanize(f.name),
-      about: f.about || '',
-      settable: Boolean(f.settable ?? f.set),
-      list: f.list || f.options_from || setter.list || null,
-      choices: Array.isArray(choices) ? choices.map(String) : null,
+      label: humanize(f.name),
+      about: f.about || f.grammar || '',
+      settable: Boolean(f.settable),
+      type,
+      list: typeof setter.options_from === 'string' ? setter.options_from : null,
+      choices: options && !['switch', 'device'].includes(type) ? options : null,
+      freeText: Boolean(setter.free_text),
     };
   }
 
@@ -131,6 +146,7 @@
     ws.addEventListener('open', () => {
       attempt = 0;
       setConnection('open', 'connected');
+      if (!schema.fields.length) loadSchema();
     });
     ws.addEventListener('message', (event) => {
       let message;
@@ -154,7 +170,9 @@
         room.availability = 'unknown';
         renderRoom(room);
       }
-      scheduleReconnect(event.code === 1008 || event.code === 4401 ? 'refused (token?)' : 'closed');
+      scheduleReconnect(event.code === 1009 ? 'message too big' : 'closed');
+      // A refused token shows as a plain close here; /api/schema says 401 then.
+      loadSchema();
     });
   }
 
@@ -185,11 +203,12 @@
   // ---------- incoming messages ----------
 
   function handle(topic, payload) {
-    const parts = topic.split('/');
-    if (parts[0] === 'bridge' && parts.length >= 2) {
-      handleBridge(parts, topic, payload);
+    if (topic === bridgePrefix || topic.startsWith(bridgePrefix + '/')) {
+      handleBridge(topic.slice(bridgePrefix.length + 1).split('/'), topic, payload);
       return;
     }
+    const parts = topic.split('/');
+    if (parts[0] === 'bridge') return; // another instance's
     const room = roomFor(parts[0]);
     if (parts.length === 1) {
       const doc = parseJson(payload);
@@ -217,11 +236,12 @@
     }
   }
 
+  // `parts`: the topic after the bridge prefix (`state`, `info`, `response/<name>`).
   function handleBridge(parts, topic, payload) {
-    if (parts[1] === 'state') {
+    if (parts[0] === 'state') {
       bridge.state = String(payload);
       renderBridge();
-    } else if (parts[1] === 'info') {
+    } else if (parts[0] === 'info') {
       const info = parseJson(payload);
       bridge.info = info && typeof info === 'object' ? info : null;
       if (bridge.info && bridge.info.rooms && typeof bridge.info.rooms === 'object') {
@@ -233,10 +253,8 @@
         }
       }
       renderBridge();
-    } else if (parts[1] === 'response') {
+    } else if (parts[0] === 'response') {
       answer(topic, parseJson(payload));
-    } else if (parts[1] === 'schema' || parts[1] === 'fields') {
-      applySchema(parseJson(payload));
     }
   }
 
@@ -368,7 +386,7 @@
             onclick: () => setField(room, field.name, choice) }));
         }
         actions.append(group);
-      } else if (listFor(field, room.doc) || field.kind === 'select') {
+      } else if (listFor(field, room.doc)) {
         const select = el('select', { ...common, 'aria-label': field.label });
         select.addEventListener('change', () => setField(room, field.name, select.value));
         selects.append(el('label', {}, el('span', { text: field.label }), select));
@@ -587,7 +605,7 @@
         const status = $('#bridge-request-status');
         const result = $('#bridge-request-result');
         status.textContent = `${name}…`;
-        send(`bridge/request/${name}`, {}, (reply) => {
+        send(`${bridgePrefix}/request/${name}`, {}, (reply) => {
           status.textContent = `${name}: ${reply && reply.status === 'ok' ? 'ok' : (reply && reply.error) || 'failed'}`;
           result.hidden = false;
           result.textContent = JSON.stringify(reply, null, 2);
@@ -654,13 +672,14 @@
 
   async function poll() {
     try {
-      const ready = await fetch(withToken('readyz'), { cache: 'no-store' });
+      // The probes need no token (docs/api.md): it is not sent where it is not needed.
+      const ready = await fetch(new URL('readyz', location.href), { cache: 'no-store' });
       bridge.ready = await ready.json();
     } catch {
       bridge.ready = null;
     }
     try {
-      const metrics = await fetch(withToken('metrics'), { cache: 'no-store' });
+      const metrics = await fetch(new URL('metrics', location.href), { cache: 'no-store' });
       if (metrics.ok) bridge.metrics = parseMetrics(await metrics.text());
     } catch {
       // The WebSocket's state says whether the bridge is there.
@@ -672,8 +691,9 @@
     try {
       const response = await fetch(withToken('api/schema'), { cache: 'no-store' });
       if (response.ok) applySchema(await response.json());
+      else if (response.status === 401) setConnection('closed', 'refused: open this page with ?token=…');
     } catch {
-      // Arrives over the WebSocket instead.
+      // Tried again on the next connect.
     }
   }
 

@@ -432,13 +432,13 @@
     const cells = [
       el('td', {}, el('a', { href: '#' + room.panel.id, text: room.name })),
       el('td', {}, el('span', { class: 'badge', 'data-state': online ? 'open' : 'closed', text: availability })),
-      el('td', { text: callState(doc) }),
-      el('td', { text: caller }),
+      el('td', {}, el('span', { class: 'clip', title: callState(doc), text: callState(doc) })),
+      el('td', {}, el('span', { class: 'clip', title: caller, text: caller })),
       el('td', { title: people, text: doc.participant_count ?? '' }),
       el('td', { text: onOff(doc.mic_muted) }),
       el('td', { text: onOff(doc.camera_muted) }),
       el('td', { text: onOff(doc.speaker_muted) }),
-      el('td', { class: 'devices', text: devices }),
+      el('td', {}, el('span', { class: 'clip', title: devices, text: devices })),
     ];
     room.row.replaceChildren(...cells);
 

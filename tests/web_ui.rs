@@ -4,7 +4,8 @@
 //! dialling and hanging up, a catalog request, the phone width; then the Room itself is
 //! checked, not only the page.
 //!
-//! The same in Firefox, shorter (`tests/browser/firefox.cjs`: the page connects, a toggle
+//! A lost connection (a proxy cut between page and daemon) shows on the page, which reconnects
+//! by itself and works again (`tests/browser/reconnect.cjs`). The same in Firefox, shorter (`tests/browser/firefox.cjs`: the page connects, a toggle
 //! reaches the Room, the phone width fits).
 //!
 //! The browser parts need `node`, Debian's `chromium` and `firefox-esr`, and `playwright-core`
@@ -26,7 +27,7 @@ use hyper::{Request, StatusCode};
 use serde_json::Value;
 use trueconf2mqtt::simulator::{SimConfig, SimRoom};
 
-use common::{Broker, free_port, wait_until};
+use common::{Broker, Proxy, free_port, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trueconf2mqtt");
 const WAIT: Duration = Duration::from_secs(15);
@@ -365,4 +366,56 @@ async fn firefox_shows_the_ui_and_a_toggle_reaches_the_room() {
             .iter()
             .any(|r| r["method"] == "setAudioMute" && r["mute"] == true)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_says_when_the_bridge_is_lost_and_reconnects() {
+    use tokio::io::AsyncBufReadExt;
+
+    let chromium = browser_path("CHROMIUM", "/usr/bin/chromium");
+    if !can_run(
+        "the_page_says_when_the_bridge_is_lost_and_reconnects",
+        &chromium,
+        "playwright-core",
+    ) {
+        return;
+    }
+    let daemon = Daemon::start().await;
+    let proxy = Proxy::start(daemon.http).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/reconnect.cjs");
+    let mut child = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{}/?token={TOKEN}", proxy.port))
+        .arg("boardroom")
+        .env("NODE_PATH", browser_modules())
+        .env("CHROMIUM", &chromium)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let run = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line == "step: connected" {
+                proxy.cut();
+            } else if line == "step: saw the connection lost" {
+                proxy.restore();
+            }
+            seen.push(line);
+        }
+        child.wait().await.unwrap()
+    };
+    let status = tokio::time::timeout(BROWSER_TIMEOUT, run)
+        .await
+        .expect("reconnect.cjs finishes in time");
+    assert!(
+        status.success() && seen.iter().any(|l| l == "browser: all steps passed"),
+        "reconnect.cjs failed ({status}) after:\n{}",
+        seen.join("\n")
+    );
+    wait_until(WAIT, "the Room's speaker muted after the reconnect", || {
+        daemon.room.snapshot().speaker_muted
+    })
+    .await;
 }

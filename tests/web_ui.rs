@@ -50,6 +50,11 @@ struct Daemon {
 
 impl Daemon {
     async fn start() -> Daemon {
+        Daemon::start_with(&format!("auth_token = \"{TOKEN}\"")).await
+    }
+
+    /// With `http_extra` as further lines of `[http]`.
+    async fn start_with(http_extra: &str) -> Daemon {
         let broker = Broker::start();
         let room = SimRoom::start(SimConfig::default()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -63,7 +68,7 @@ client_id = "web-ui-test-{id}"
 keepalive_secs = 5
 [http]
 listen = "127.0.0.1:{http}"
-auth_token = "{TOKEN}"
+{http_extra}
 [[rooms]]
 id = "boardroom"
 name = '{ROOM_NAME}'
@@ -418,4 +423,15 @@ async fn the_page_says_when_the_bridge_is_lost_and_reconnects() {
         daemon.room.snapshot().speaker_muted
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_control_surface_there_is_no_ui() {
+    let daemon = Daemon::start_with("control = false").await;
+    for path in ["/", "/assets/app.js", "/api/schema"] {
+        let (status, _, _) = get(daemon.http, path, &[]).await.unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _, _) = get(daemon.http, "/healthz", &[]).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
 }

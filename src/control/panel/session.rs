@@ -102,6 +102,7 @@ impl Session {
         let mut lines = Lines::default();
         let idle = tokio::time::sleep(IDLE);
         tokio::pin!(idle);
+        let mut reading = true;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -111,8 +112,14 @@ impl Session {
                 read = async {
                     lines.buffer().reserve(4096);
                     reader.read_buf(lines.buffer()).await
-                } => match read {
-                    Ok(0) | Err(_) => return,
+                }, if reading => match read {
+                    Err(_) => return,
+                    // The client is done sending (`socat`, `printf … | nc`): answer what it
+                    // asked (bounded), then close.
+                    Ok(0) => {
+                        reading = false;
+                        idle.as_mut().reset(tokio::time::Instant::now() + WRITE_TIMEOUT);
+                    }
                     Ok(_) => {
                         idle.as_mut().reset(tokio::time::Instant::now() + IDLE);
                         while let Some(line) = lines.next_line() {
@@ -136,7 +143,9 @@ impl Session {
                 },
                 Some(reply) = replies.recv() => self.response(&reply),
                 _ = &mut idle => {
-                    self.push(format!("ERROR no line for {} s; closing (send PING to keep a connection)", IDLE.as_secs()));
+                    if reading {
+                        self.push(format!("ERROR no line for {} s; closing (send PING to keep a connection)", IDLE.as_secs()));
+                    }
                     self.quit = true;
                 }
             }
@@ -151,7 +160,7 @@ impl Session {
                     }
                 }
             }
-            if self.quit {
+            if self.quit || (!reading && self.pending.is_empty()) {
                 let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.shutdown()).await;
                 return;
             }

@@ -113,12 +113,10 @@
     };
   }
 
-  // The field a device select takes its options from: the description's, else `<name>s`.
-  function listFor(field, doc) {
-    if (field.list) return field.list;
-    const guess = field.name + 's';
-    const listed = schema.byField.get(guess);
-    return (listed && listed.kind === 'list') || Array.isArray(doc[guess]) ? guess : null;
+  // The state member a select takes its options from (`cameras` for `camera`), when the
+  // description names one; no guessing from names, a wrong guess would send the wrong grammar.
+  function listFor(field) {
+    return field.list;
   }
 
   // ---------- the WebSocket ----------
@@ -157,7 +155,6 @@
         return;
       }
       if (message && typeof message.topic === 'string') handle(message.topic, message.payload);
-      else if (message && (message.fields || message.methods)) applySchema(message);
     });
     ws.addEventListener('close', (event) => {
       if (socket !== ws) return;
@@ -386,23 +383,29 @@
             onclick: () => setField(room, field.name, choice) }));
         }
         actions.append(group);
-      } else if (listFor(field, room.doc)) {
+        if (field.freeText) texts.append(textForm(room, field, common));
+      } else if (listFor(field)) {
         const select = el('select', { ...common, 'aria-label': field.label });
         select.addEventListener('change', () => setField(room, field.name, select.value));
         selects.append(el('label', {}, el('span', { text: field.label }), select));
       } else {
-        const input = el('input', { ...common, type: field.kind === 'integer' ? 'number' : 'text',
-          'aria-label': field.label, placeholder: field.about });
-        const form = el('form', { class: 'row' }, el('span', { class: 'muted', text: field.label }), input,
-          el('button', { type: 'submit', 'data-room': room.id, 'data-field': field.name, text: 'Set' }));
-        form.addEventListener('submit', (event) => {
-          event.preventDefault();
-          setField(room, field.name, input.value);
-        });
-        texts.append(form);
+        texts.append(textForm(room, field, common));
       }
     }
     renderRoom(room);
+  }
+
+  // A text box and a Set button for a field set by free text.
+  function textForm(room, field, common) {
+    const input = el('input', { ...common, type: field.kind === 'integer' ? 'number' : 'text',
+      class: 'grow', 'aria-label': field.label, placeholder: field.about });
+    const form = el('form', { class: 'row' }, el('span', { class: 'muted', text: field.label }), input,
+      el('button', { type: 'submit', 'data-room': room.id, 'data-field': field.name, text: 'Set' }));
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      setField(room, field.name, input.value);
+    });
+    return form;
   }
 
   function onOff(value) {
@@ -462,7 +465,7 @@
     }
     for (const select of panel.querySelectorAll('select[data-field]')) {
       const field = schema.byField.get(select.dataset.field);
-      const listName = field && listFor(field, doc);
+      const listName = field && listFor(field);
       const names = listName && Array.isArray(doc[listName]) ? doc[listName].map(String) : [];
       const current = doc[select.dataset.field] ?? '';
       const wanted = [...names];

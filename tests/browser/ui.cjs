@@ -51,6 +51,18 @@ async function desktop(browser) {
     (id) => document.querySelector(`.panel[data-room="${id}"] .availability`)?.textContent === 'online',
     room, { timeout: STEP });
 
+  // Every settable field of the bridge's field table has a control carrying the contract's
+  // attributes, the hand-laid call and PTZ ones included (a new field needs no UI change).
+  const missing = await page.evaluate(async (id) => {
+    const schema = await (await fetch(`api/schema${location.search}`)).json();
+    return schema.fields.filter((f) => f.settable)
+      .map((f) => f.name)
+      .filter((name) => !document.querySelector(
+        `.panel [data-room="${id}"][data-field="${name}"]:is(button, select, input)`));
+  }, room);
+  check(missing.length === 0, `settable fields without a control: ${missing.join(', ')}`);
+  step('a control for every settable field');
+
   // The room's name holds markup: it must show as text, never become elements.
   const name = await page.locator(`.panel[data-room="${room}"] .room-name`).textContent();
   check(name.includes('<b>room</b>'), `room name shown literally (got ${JSON.stringify(name)})`);

@@ -256,7 +256,13 @@ pub struct MqttLink {
     client: Client,
     qos: QoS,
     stats: Arc<MqttStats>,
+    /// Sees every message handed to [`MqttLink::publish`] (the local control surfaces).
+    tap: Option<Tap>,
 }
+
+/// A watcher of everything published through a link, broker connected or not. It must return
+/// quickly: it runs in the publisher's call.
+pub type Tap = Arc<dyn Fn(&Publish) + Send + Sync>;
 
 /// The running link: its handle, incoming publishes and the tasks to wait for.
 pub struct Started {
@@ -317,6 +323,7 @@ impl MqttLink {
                 client,
                 qos: options.qos,
                 stats,
+                tap: None,
             },
             inbound,
             task,
@@ -327,6 +334,9 @@ impl MqttLink {
     /// dropped; events and responses keep their order and are bounded (see [`super::outbox`]):
     /// past the bound the oldest is dropped and counted.
     pub fn publish(&self, message: Publish) {
+        if let Some(tap) = &self.tap {
+            tap(&message);
+        }
         if !message.retain && self.publish_directly(&message) {
             return;
         }
@@ -353,6 +363,13 @@ impl MqttLink {
         }
         drop(inbox);
         shared.wake.notify_one();
+    }
+
+    /// This link, with `tap` seeing every message published through it from now on (clones
+    /// made afterwards included).
+    pub fn with_tap(mut self, tap: Tap) -> MqttLink {
+        self.tap = Some(tap);
+        self
     }
 
     /// The fast path of an event or response: straight into rumqttc's request channel, one task

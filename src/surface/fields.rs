@@ -1928,6 +1928,102 @@ mod tests {
     }
 
     #[test]
+    fn panel_fields_validate_their_payloads() {
+        use crate::room::panel::{ContentSource, Preset};
+        let mut s = state();
+        s.panel.presets = vec![
+            Preset {
+                id: "100".into(),
+                ..Preset::default()
+            },
+            Preset {
+                id: "200".into(),
+                ..Preset::default()
+            },
+        ];
+        s.panel.content_sources = vec![ContentSource {
+            name: "Screen 1".into(),
+            id: 65537,
+        }];
+        s.panel.slideshow.count = 3;
+        let action = |f: &str, v: &str| field_action(f, v, &s);
+        assert_eq!(
+            action("preset", "preset 2").unwrap().params["presetId"],
+            "200"
+        );
+        assert_eq!(action("preset", "100").unwrap().params["presetId"], "100");
+        assert_eq!(
+            action("preset_save", "NEW").unwrap().method,
+            "addPresetFromCurrentVideoCapturer"
+        );
+        assert_eq!(
+            action("preset_save", "2").unwrap().method,
+            "updatePresetFromCurrentVideoCapturer"
+        );
+        assert!(matches!(
+            action("preset_save", " "),
+            Err(FieldError::Invalid { .. })
+        ));
+        assert_eq!(
+            action("content", "screen 1").unwrap().params["captureId"],
+            65537
+        );
+        assert_eq!(action("content", "stop").unwrap().method, "stopCapture");
+        assert_eq!(action("slides", "3").unwrap().params["idx"], 2);
+        assert!(action("slides", "0").is_err());
+        assert!(action("slides", "4").is_err());
+        assert_eq!(action("slides", "prev").unwrap().method, "showPrevSlide");
+        let message = |f: &str, v: &str| action(f, v).unwrap_err().to_string();
+        assert_eq!(
+            message("record_consent", "allow"),
+            "record_consent: nobody asks to record"
+        );
+        assert_eq!(
+            message("remote_mic", "a@b/c ON"),
+            "remote_mic: no call is running"
+        );
+        assert_eq!(
+            message("podium", "accept"),
+            "podium: nobody asks for the podium"
+        );
+        assert_eq!(
+            action("podium", "reject a@b/c").unwrap().method,
+            "rejectRequestToPodium"
+        );
+        assert!(message("podium", "accept a@b").contains("InstanceId"));
+        s.panel.presets.clear();
+        assert_eq!(
+            field_action("preset", "1", &s).unwrap_err().to_string(),
+            "preset: the Room has no camera presets (save one with preset_save = new)"
+        );
+    }
+
+    #[test]
+    fn callees_are_checked() {
+        for ok in [
+            "bob@srv",
+            "bob",
+            "bob@srv.example.com/1a2b",
+            "\\c\\000002c6@srv#vcs",
+            "192.0.2.1",
+        ] {
+            assert_eq!(check_callee(ok), Ok(()), "{ok}");
+        }
+        for (bad, says) in [
+            ("bob smith", "contains a space"),
+            ("@srv", "user part"),
+            ("bob@", "server part"),
+            ("a@b@c", "more than one"),
+            ("a@b..c", "not a valid server"),
+            ("a\"b", "contains '\"'"),
+            ("\\c\\", "conference id"),
+        ] {
+            assert!(check_callee(bad).unwrap_err().contains(says), "{bad}");
+        }
+        assert!(check_callee(&"x".repeat(300)).is_err());
+    }
+
+    #[test]
     fn errors_read_as_before() {
         let s = state();
         let message = |f: &str, v: &str| field_action(f, v, &s).unwrap_err().to_string();

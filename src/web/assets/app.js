@@ -108,7 +108,9 @@
       settable: Boolean(f.settable),
       type,
       list: typeof setter.options_from === 'string' ? setter.options_from : null,
-      choices: options && !['switch', 'device'].includes(type) ? options : null,
+      // With a list to choose from, fixed options (`stop`, `new`) join the select instead.
+      choices: options && !setter.options_from && !['switch', 'device'].includes(type) ? options : null,
+      extra: options && setter.options_from ? options : [],
       freeText: Boolean(setter.free_text),
     };
   }
@@ -466,9 +468,11 @@
     for (const select of panel.querySelectorAll('select[data-field]')) {
       const field = schema.byField.get(select.dataset.field);
       const listName = field && listFor(field);
-      const names = listName && Array.isArray(doc[listName]) ? doc[listName].map(String) : [];
+      // A list of names, or of objects with a `name` (presets, monitors).
+      const nameOf = (item) => (item && typeof item === 'object' ? String(item.name ?? '') : String(item));
+      const names = listName && Array.isArray(doc[listName]) ? doc[listName].map(nameOf) : [];
       const current = doc[select.dataset.field] ?? '';
-      const wanted = [...names];
+      const wanted = [...names, ...((field && field.extra) || []).filter((o) => !names.includes(o))];
       if (current && !wanted.includes(current)) wanted.unshift(current);
       if (!current) wanted.unshift('');
       const have = [...select.options].map((o) => o.value);

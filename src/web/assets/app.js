@@ -111,7 +111,8 @@
       // With a list to choose from, fixed options (`stop`, `new`) join the select instead.
       choices: options && !setter.options_from && !['switch', 'device'].includes(type) ? options : null,
       extra: options && setter.options_from ? options : [],
-      freeText: Boolean(setter.free_text),
+      // What the free text is (`a slide number`), shown as the text box's placeholder.
+      freeText: typeof setter.free_text === 'string' ? setter.free_text || 'value' : '',
     };
   }
 
@@ -400,7 +401,7 @@
   // A text box and a Set button for a field set by free text.
   function textForm(room, field, common) {
     const input = el('input', { ...common, type: field.kind === 'integer' ? 'number' : 'text',
-      class: 'grow', 'aria-label': field.label, placeholder: field.about });
+      class: 'grow', 'aria-label': field.label, placeholder: field.freeText || field.about });
     const form = el('form', { class: 'row' }, el('span', { class: 'muted', text: field.label }), input,
       el('button', { type: 'submit', 'data-room': room.id, 'data-field': field.name, text: 'Set' }));
     form.addEventListener('submit', (event) => {

@@ -29,7 +29,7 @@ use crate::room::RoomState;
 mod device;
 
 use crate::surface::Topics;
-use crate::surface::fields::{self, Component, FIELDS, Field, HaEntity, Kind, Setter};
+use crate::surface::fields::{self, Component, FIELDS, Field, HaEntity, Kind};
 pub use device::{
     DiscoveryMode, HaOptions, MIGRATE_PAYLOAD, device_message, device_topic, is_other_mode_topic,
     mode_topics, room_messages, switch_messages,
@@ -143,8 +143,13 @@ fn jv(key: &str, default: &str) -> String {
 }
 
 /// A template reading a string member of the JSON state, truncated to the HA state limit.
+/// A text member of the JSON state, cut to the state limit; empty reads as unknown (`None`),
+/// as for every text sensor.
 fn json_text_template(key: &str) -> String {
-    format!("{{{{ ({})[:{MAX_STATE_CHARS}] }}}}", jv(key, "''"))
+    format!(
+        "{{{{ (({}) or 'None')[:{MAX_STATE_CHARS}] }}}}",
+        jv(key, "''")
+    )
 }
 
 /// `{{ {'a': expr, …} | tojson }}`: a JSON object built from `(name, expression)` pairs.
@@ -274,10 +279,10 @@ impl EventEntity {
 /// or the one placeholder [`NO_DEVICE_OPTION`] when there are none (HA shows a select without
 /// options as unusable). Depends on the device lists only, so discovery needs republishing only
 /// when they change.
-fn device_options(devices: &[crate::protocol::Device]) -> Vec<String> {
+fn device_options(names: &[String]) -> Vec<String> {
     let mut options: Vec<String> = Vec::new();
-    for d in devices {
-        let name = d.name.as_str();
+    for name in names {
+        let name = name.as_str();
         if !name.is_empty()
             && name.chars().count() <= MAX_STATE_CHARS
             && !options.iter().any(|o| o == name)
@@ -376,8 +381,9 @@ fn field_entity(room: &str, t: &Topics, field: &Field, e: &HaEntity, state: &Roo
                 set("value_template", json!(template));
             } else if let Some(prefer) = prefer {
                 set("state_topic", json!(t.room(room)));
+                // Empty reads as unknown (`None`), like every other text sensor.
                 let template = format!(
-                    "{{{{ (({}) or ({}))[:{MAX_STATE_CHARS}] }}}}",
+                    "{{{{ (({}) or ({}) or 'None')[:{MAX_STATE_CHARS}] }}}}",
                     jv(prefer, "''"),
                     jv(field.name, "''")
                 );
@@ -419,13 +425,13 @@ fn field_entity(room: &str, t: &Topics, field: &Field, e: &HaEntity, state: &Roo
             set("state_off", json!("OFF"));
         }
         Component::Select => {
-            let devices = match field.set {
-                Some(Setter::Device { list, .. }) => list(state),
-                _ => &[],
-            };
+            let names = field
+                .set
+                .and_then(|setter| setter.options(state))
+                .unwrap_or_default();
             set("state_topic", json!(plain_topic));
             set("command_topic", json!(command_topic));
-            set("options", json!(device_options(devices)));
+            set("options", json!(device_options(&names)));
             // Nothing selected ("") reads as no current option.
             set("value_template", json!("{{ value if value else 'None' }}"));
         }
@@ -498,12 +504,7 @@ impl DiscoveryInputs {
     pub fn of(state: &RoomState) -> DiscoveryInputs {
         let devices = FIELDS
             .iter()
-            .filter_map(|f| match f.set {
-                Some(Setter::Device { list, .. }) => {
-                    Some(list(state).iter().map(|d| d.name.clone()).collect())
-                }
-                _ => None,
-            })
+            .filter_map(|f| f.set?.options(state))
             .collect();
         DiscoveryInputs {
             version: state.version.clone(),
@@ -851,10 +852,10 @@ mod tests {
     #[test]
     fn duplicate_and_overlong_device_names() {
         let long = "x".repeat(300);
-        let opts = device_options(&[dev("A"), dev("A"), dev(&long), dev("")]);
+        let opts = device_options(&["A".to_owned(), "A".to_owned(), long.clone(), String::new()]);
         assert_eq!(opts, vec!["A".to_owned()]);
         assert_eq!(device_options(&[]), vec!["none".to_owned()]);
-        assert_eq!(device_options(&[dev(&long)]), vec!["none"]);
+        assert_eq!(device_options(std::slice::from_ref(&long)), vec!["none"]);
     }
 
     #[test]

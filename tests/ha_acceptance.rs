@@ -314,7 +314,7 @@ async fn the_oldest_supported_home_assistant_sees_and_drives_the_room() {
         started,
         ha_up,
     } = set_up(HaInstall::oldest(), DiscoveryMode::Entity).await;
-    ha.wait_value(&entities.id("sensor", "app_state"), "normal")
+    ha.wait_value(&entities.id("sensor", "app_state"), "Idle")
         .await;
     let mic = entities.id("switch", "mic_muted");
     ha.wait_value(&mic, "off").await;
@@ -324,6 +324,8 @@ async fn the_oldest_supported_home_assistant_sees_and_drives_the_room() {
         .await
         .expect("the Room's microphone muted by Home Assistant");
     ha.wait_value(&mic, "on").await;
+    // Camera presets: the select lists the Room's, choosing one moves the camera there.
+    presets(&mut ha, &entities, &room).await;
     room.incoming_call("bob@sim.trueconf.local", "Bob").unwrap();
     ha.wait_value(&entities.id("binary_sensor", "ringing"), "on")
         .await;
@@ -340,6 +342,47 @@ async fn the_oldest_supported_home_assistant_sees_and_drives_the_room() {
         "ha_acceptance (2024.3.3): Home Assistant up after {ha_up:.1?}, whole test {:.1?}",
         started.elapsed()
     );
+}
+
+/// Camera presets from Home Assistant: the select offers the Room's presets, selecting one
+/// moves the camera to its position, the save button adds a preset the select then offers.
+async fn presets(ha: &mut HomeAssistant, entities: &Entities, room: &SimRoom) {
+    let select = entities.id("select", "preset");
+    let state = ha
+        .wait_state(&select, "to list the presets", |s| {
+            s["attributes"]["options"] == json!(["Preset 1", "Preset 2"])
+        })
+        .await;
+    assert_eq!(
+        state["attributes"]["friendly_name"]
+            .as_str()
+            .map(|n| n.ends_with("Camera preset")),
+        Some(true),
+        "{state}"
+    );
+    ha.service(
+        "select",
+        "select_option",
+        json!({"entity_id": select, "option": "Preset 2"}),
+    )
+    .await;
+    room.wait_for(|s| (s.ptz.pan, s.ptz.tilt, s.ptz.zoom) == (-6, 3, 3), WAIT)
+        .await
+        .expect("the camera moved to preset 2 by Home Assistant");
+    ha.wait_value(&select, "Preset 2").await;
+    ha.service(
+        "button",
+        "press",
+        json!({"entity_id": entities.id("button", "preset_save")}),
+    )
+    .await;
+    room.wait_for(|s| s.presets.len() == 3, WAIT)
+        .await
+        .expect("a preset saved from Home Assistant");
+    ha.wait_state(&select, "to offer the saved preset", |s| {
+        s["attributes"]["options"] == json!(["Preset 1", "Preset 2", "Preset 3"])
+    })
+    .await;
 }
 
 /// The current Home Assistant, everything.
@@ -367,7 +410,7 @@ async fn the_current_home_assistant_sees_and_drives_the_room() {
 
     let snapshot = room.snapshot();
     for (component, object, expected) in [
-        ("sensor", "app_state", "normal"),
+        ("sensor", "app_state", "Idle"),
         ("sensor", "user", "room@sim.trueconf.local"),
         ("sensor", "participant_count", "0"),
         ("switch", "mic_muted", "off"),
@@ -379,9 +422,13 @@ async fn the_current_home_assistant_sees_and_drives_the_room() {
         ("binary_sensor", "server_connected", "on"),
         ("binary_sensor", "logged_in", "on"),
         ("event", "incoming_call", "unknown"),
-        // Empty text (no call): an empty state, the same for every text sensor.
-        ("sensor", "caller", ""),
-        ("sensor", "conference_title", ""),
+        // Empty text (no call): unknown, the same for every text sensor.
+        ("sensor", "caller", "unknown"),
+        ("sensor", "conference_title", "unknown"),
+        ("select", "preset", "unknown"),
+        ("binary_sensor", "content_active", "off"),
+        ("binary_sensor", "slideshow", "off"),
+        ("binary_sensor", "recording", "off"),
     ] {
         ha.wait_value(&entities.id(component, object), expected)
             .await;
@@ -440,12 +487,15 @@ async fn the_current_home_assistant_sees_and_drives_the_room() {
         .expect("the Room's camera switched by Home Assistant");
     ha.wait_value(&camera_select, &other_camera).await;
 
+    // ----- 2b. camera presets ------------------------------------------------------------------
+    presets(&mut ha, &entities, &room).await;
+
     // ----- 3. an incoming call: ringing, and the incoming_call event --------------------------
     room.incoming_call("bob@sim.trueconf.local", "Bob").unwrap();
     ha.wait_value(&entities.id("binary_sensor", "ringing"), "on")
         .await;
     ha.wait_value(&entities.id("sensor", "caller"), "Bob").await;
-    ha.wait_value(&entities.id("sensor", "app_state"), "wait")
+    ha.wait_value(&entities.id("sensor", "app_state"), "Ringing")
         .await;
     let event = ha
         .wait_state(&entities.id("event", "incoming_call"), "to fire", |s| {
@@ -482,7 +532,7 @@ async fn the_current_home_assistant_sees_and_drives_the_room() {
         .await;
     ha.wait_value(&entities.id("binary_sensor", "ringing"), "off")
         .await;
-    ha.wait_value(&entities.id("sensor", "app_state"), "conference")
+    ha.wait_value(&entities.id("sensor", "app_state"), "In call")
         .await;
 
     // ----- 5. the Room goes away and comes back -----------------------------------------------
@@ -497,7 +547,7 @@ async fn the_current_home_assistant_sees_and_drives_the_room() {
     // A restarted Room starts idle: Home Assistant shows its fresh state.
     ha.wait_value(&entities.id("binary_sensor", "in_call"), "off")
         .await;
-    ha.wait_value(&entities.id("sensor", "app_state"), "normal")
+    ha.wait_value(&entities.id("sensor", "app_state"), "Idle")
         .await;
 
     // ----- 6. Home Assistant restarts; the bridge keeps running -------------------------------

@@ -14,7 +14,9 @@ use trueconf2mqtt::homeassistant::{
     DiscoveryContext, DiscoveryMessage, discovery_messages, removal_messages,
 };
 use trueconf2mqtt::protocol::{AppState, Device, Participant};
-use trueconf2mqtt::room::{Caller, Conference, PtzMove, RoomState};
+use trueconf2mqtt::room::{
+    Caller, Conference, ContentSource, Panel, Preset, PtzMove, RoomState, Slideshow,
+};
 use trueconf2mqtt::surface::{plain_fields, state_document};
 
 fn manifest_dir() -> &'static Path {
@@ -155,6 +157,44 @@ fn realistic_state() -> RoomState {
         }),
         version: Some("4.3.1.1234".into()),
         http_port: Some(8766),
+        panel: Panel {
+            presets: vec![
+                Preset {
+                    id: "1667476138528".into(),
+                    camera: "Logitech Rally Camera".into(),
+                    pan: Some(0),
+                    tilt: Some(0),
+                    zoom: Some(1),
+                },
+                Preset {
+                    id: "1667476138529".into(),
+                    camera: "Logitech Rally Camera".into(),
+                    pan: Some(-6),
+                    tilt: Some(3),
+                    zoom: Some(3),
+                },
+            ],
+            active_preset: Some("1667476138529".into()),
+            sharing: Some("Screen 1".into()),
+            content_sources: vec![
+                ContentSource {
+                    name: "Screen 1".into(),
+                    id: 65537,
+                },
+                ContentSource {
+                    name: "Slides – PowerPoint".into(),
+                    id: 66910,
+                },
+            ],
+            slideshow: Slideshow {
+                available: true,
+                started: true,
+                count: 12,
+                current: Some(2),
+            },
+            recording: Some(true),
+            ..Panel::default()
+        },
         ..RoomState::default()
     }
 }
@@ -352,18 +392,20 @@ fn room_works_in_a_live_home_assistant() {
         true,
     );
     publish_state(&mut s, &state);
-    s.state("app_state", "conference")
+    s.state("app_state", "In call")
         .state("conference_title", "Weekly sync")
         .state("participant_count", "1")
         .attrs(
             "participant_count",
             json!({ "participants": [{ "peer_id": "alice@tc.example.com", "peer_dn": "Alice" }] }),
         )
-        .state("caller", "")
+        // An empty text is Home Assistant's "no value" (`None`): `unknown` from the releases
+        // that read it so for every sensor (2026.11 checked); 2024.3.3 shows the text "None".
+        .state("caller", "None")
         .state("user", "boardroom@tc.example.com")
         .attrs("user", json!({ "user_name": "Board room" }))
         .state("server", "tc.example.com:4307")
-        .state("last_reject", "")
+        .state("last_reject", "None")
         .state("in_call", "on")
         .state("ringing", "off")
         .state("room_connected", "on")
@@ -380,6 +422,18 @@ fn room_works_in_a_live_home_assistant() {
         )
         .state("microphone", "Microphone (Rally Mic Pod)")
         .state("speaker", "Speakers (Rally Speaker)")
+        // The room panel: presets, content, slides, recording.
+        .state("preset", "Preset 2")
+        .attrs("preset", json!({ "options": ["Preset 1", "Preset 2"] }))
+        .state("content", "Screen 1")
+        .state("content_active", "on")
+        .state("slideshow", "on")
+        .state("slide", "3")
+        .attrs("slide", json!({ "slide_count": 12 }))
+        .state("recording", "on")
+        .state("record_consent_pending", "off")
+        .state("podium_request_count", "0")
+        .state("preset_save", "unknown")
         .state("accept", "unknown")
         .state("ptz_zoom_in", "unknown")
         .state("call", "unknown")
@@ -520,7 +574,7 @@ fn room_works_in_a_live_home_assistant() {
     });
     ringing.camera = None;
     publish_state(&mut s, &ringing);
-    s.state("app_state", "wait")
+    s.state("app_state", "Ringing")
         .state("ringing", "on")
         .state("in_call", "off")
         .state("caller", "Bob")
@@ -591,7 +645,7 @@ fn retained_state_before_discovery_is_picked_up() {
     );
     publish_state(&mut s, &state);
     s.0.push(json!({ "discover": {} }));
-    s.state("app_state", "conference")
+    s.state("app_state", "In call")
         .state("in_call", "on")
         .state("room_connected", "on")
         .state("camera_muted", "on")

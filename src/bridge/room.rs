@@ -73,7 +73,7 @@ impl Reply {
         }
         Publish {
             correlation: self.correlation.clone(),
-            ..Publish::transient(self.topic.clone(), text)
+            ..Publish::response(self.topic.clone(), text)
         }
     }
 

@@ -22,6 +22,13 @@ pub fn explain(settings: &Settings) -> String {
         m.port,
         m.client_id
     );
+    for (host, port) in &m.failover {
+        let _ = writeln!(
+            out,
+            "  further node: {scheme}://{}:{port} (failover, in this order)",
+            host_port_host(host)
+        );
+    }
     let auth = match (&m.username, &m.password, &m.password_file) {
         (None, _, _) => "anonymous".to_owned(),
         (Some(user), None, _) => format!("user {user:?} without password"),

@@ -91,6 +91,31 @@ fn setter_description(setter: Setter) -> Value {
             "options": PtzMove::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
         }),
         Setter::Window => json!({ "type": "window", "options": ["minimized", "fullscreen"] }),
+        Setter::Preset => json!({ "type": "select", "options_from": "presets" }),
+        Setter::PresetSave => json!({
+            "type": "select",
+            "options": ["new"],
+            "options_from": "presets",
+        }),
+        Setter::Content => json!({
+            "type": "select",
+            "options": ["stop"],
+            "options_from": "content_sources",
+        }),
+        Setter::Slides => json!({
+            "type": "slides",
+            "options": ["start", "stop", "prev", "next", "first", "last"],
+            "free_text": "a slide number",
+        }),
+        Setter::Remote { .. } => json!({ "type": "remote", "free_text": "<peer_id> ON|OFF" }),
+        Setter::Podium => json!({
+            "type": "podium",
+            "options": ["accept", "reject"],
+            "free_text": "accept|reject <peer_id>",
+        }),
+        Setter::RecordConsent => json!({ "type": "consent", "options": ["allow", "deny"] }),
+        Setter::CameraControl => json!({ "type": "consent", "options": ["accept", "reject"] }),
+        Setter::Monitor => json!({ "type": "select", "options_from": "monitors" }),
     }
 }
 

@@ -75,6 +75,7 @@ pub fn routes(web: Arc<Web>) -> Router {
     Router::new()
         .route("/api", get(api))
         .route("/api/schema", get(schema_route))
+        .merge(crate::web::routes(web.clone()))
         .with_state(web)
 }
 

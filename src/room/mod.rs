@@ -22,6 +22,7 @@ pub mod client;
 pub mod discovery;
 mod error;
 pub mod limiter;
+pub mod panel;
 pub mod participants;
 mod session;
 pub mod state;
@@ -29,4 +30,5 @@ mod tcp;
 
 pub use client::{LinkState, PtzMove, RoomClient, RoomOptions, RoomStats};
 pub use error::RoomError;
+pub use panel::{ContentSource, Panel, Preset, Slideshow};
 pub use state::{Caller, Conference, RoomState};

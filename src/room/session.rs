@@ -54,6 +54,9 @@ const RESYNC: &[&str] = &[
     "getMonitorsInfo",
     "getSettings",
     "getPtzControls",
+    // Room 4.2+; an older Room fails them, which only leaves the lists empty.
+    "getAllVideoCapturerPresets",
+    "getSlideShowInfo",
 ];
 
 /// How a session ended.

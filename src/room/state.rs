@@ -7,6 +7,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::panel::Panel;
 use super::participants::Participants;
 use crate::protocol::{AppState, Device, Event, EventKind, Participant, Response};
 
@@ -65,6 +66,8 @@ pub struct RoomState {
     pub ptz: Option<Value>,
     /// Settings by name.
     pub settings: Map<String, Value>,
+    /// Presets, content, slideshow, recording and floor requests (`super::panel`).
+    pub panel: Panel,
 }
 
 /// Who is calling.
@@ -145,6 +148,7 @@ impl RoomState {
         changed |= set(&mut self.camera, current_device(f, "VideoCapturer"));
         changed |= set(&mut self.microphone, current_device(f, "AudioCapturer"));
         changed |= set(&mut self.speaker, current_device(f, "AudioRenderer"));
+        changed |= self.panel.apply_hardware(f);
         changed
     }
 
@@ -160,6 +164,7 @@ impl RoomState {
                 changed |= set(&mut self.caller, None);
                 changed |= set(&mut self.callee, None);
                 changed |= set(&mut self.conference, None);
+                changed |= self.panel.call_ended();
             }
         }
         if let Some(s) = state {
@@ -186,7 +191,7 @@ impl RoomState {
                 if let Some(port) = f.get("embeddedHttpPort").and_then(Value::as_u64) {
                     changed |= set(&mut self.http_port, u16::try_from(port).ok());
                 }
-                changed
+                changed | self.panel.apply_app_state(f)
             }
             EventKind::MicMuted(m) | EventKind::MicMutedByOwner(m) => {
                 set(&mut self.mic_muted, Some(*m))
@@ -297,8 +302,11 @@ impl RoomState {
             EventKind::MonitorsChanged => {
                 set(&mut self.monitors, Some(Value::Object(event.data())))
             }
-            EventKind::PtzChanged => set(&mut self.ptz, Some(Value::Object(event.data()))),
-            _ => false,
+            EventKind::PtzChanged => {
+                let changed = self.panel.apply_ptz(f);
+                changed | set(&mut self.ptz, Some(Value::Object(event.data())))
+            }
+            _ => self.panel.apply_event(&event.name, f),
         }
     }
 
@@ -318,7 +326,7 @@ impl RoomState {
                 if let Some(port) = f.get("embeddedHttpPort").and_then(Value::as_u64) {
                     changed |= set(&mut self.http_port, u16::try_from(port).ok());
                 }
-                changed
+                changed | self.panel.apply_app_state(f)
             }
             "getMicMute" => set(&mut self.mic_muted, f.get("mute").and_then(Value::as_bool)),
             "getVideoMute" => set(
@@ -396,7 +404,10 @@ impl RoomState {
                 changed
             }
             "getMonitorsInfo" => set(&mut self.monitors, Some(Value::Object(response.data()))),
-            "getPtzControls" => set(&mut self.ptz, Some(Value::Object(response.data()))),
+            "getPtzControls" => {
+                let changed = self.panel.apply_ptz(f);
+                changed | set(&mut self.ptz, Some(Value::Object(response.data())))
+            }
             "getSettings" => {
                 let mut settings = Map::new();
                 for item in f
@@ -413,7 +424,7 @@ impl RoomState {
                 }
                 set(&mut self.settings, settings)
             }
-            _ => false,
+            method => self.panel.apply_response(method, f),
         }
     }
 }

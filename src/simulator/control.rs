@@ -57,7 +57,10 @@ const HELP: &str = "commands: incoming <room> <peerId> [name] | giveup <room> | 
     ownermute <room> on|off | plug|unplug <room> camera|mic|speaker <name> | emit <room> <json> | \
     drop <room> | halfopen <room> on|off | delay <room> <ms> | refuseauth <room> on|off | \
     garbage <room> nonjson|binary|huge|unknownid|duplicate | flood <room> <n> | stop <room> | \
-    restart <room> | state <room> | help";
+    restart <room> | state <room> | preset <room> save|apply <n>|remove <n> | \
+    share <room> <source>|stop | slides <room> start|stop|next|prev|<n> | \
+    podium <room> <peerId> | camctl <room> <peerId> | recordask <room> <peerId> | \
+    recording <room> on|off | help";
 
 /// Runs simulated rooms until `shutdown` completes, printing `listening room=<n> http=<port>
 /// ws=<port>` for each and answering control commands read from stdin (see `help`).
@@ -159,6 +162,21 @@ enum ControlLine {
     Stop(usize),
     Restart(usize),
     State(usize),
+    Preset(usize, PresetAction),
+    Share(usize, Option<String>),
+    Slides(usize, String),
+    Podium(usize, String),
+    CamCtl(usize, String),
+    RecordAsk(usize, String),
+    Recording(usize, bool),
+}
+
+/// What `preset` does at the Room.
+#[derive(Debug, Clone, PartialEq)]
+enum PresetAction {
+    Save,
+    Apply(String),
+    Remove(String),
 }
 
 /// Splits off the first whitespace-separated word.
@@ -200,6 +218,13 @@ fn parse_command(line: &str, rooms: usize) -> Result<ControlLine, String> {
         "stop",
         "restart",
         "state",
+        "preset",
+        "share",
+        "slides",
+        "podium",
+        "camctl",
+        "recordask",
+        "recording",
     ];
     if name == "help" {
         return Ok(ControlLine::Help);
@@ -270,6 +295,29 @@ fn parse_command(line: &str, rooms: usize) -> Result<ControlLine, String> {
         "stop" => ControlLine::Stop(room),
         "restart" => ControlLine::Restart(room),
         "state" => ControlLine::State(room),
+        "preset" => {
+            let (verb, which) = word(rest);
+            ControlLine::Preset(
+                room,
+                match verb {
+                    "save" | "add" => PresetAction::Save,
+                    "apply" => PresetAction::Apply(required(which, "preset number")?),
+                    "remove" => PresetAction::Remove(required(which, "preset number")?),
+                    other => {
+                        return Err(format!("preset: expected save|apply|remove, got '{other}'"));
+                    }
+                },
+            )
+        }
+        "share" => {
+            let source = required(rest, "content source (or stop)")?;
+            ControlLine::Share(room, (source != "stop").then_some(source))
+        }
+        "slides" => ControlLine::Slides(room, required(rest, "start|stop|next|prev|<n>")?),
+        "podium" => ControlLine::Podium(room, required(word(rest).0, "peerId")?),
+        "camctl" => ControlLine::CamCtl(room, required(word(rest).0, "peerId")?),
+        "recordask" => ControlLine::RecordAsk(room, required(word(rest).0, "peerId")?),
+        "recording" => ControlLine::Recording(room, on_off(rest)?),
         other => return Err(format!("unknown command '{other}'")),
     })
 }
@@ -335,6 +383,15 @@ async fn execute(rooms: &[SimRoom], line: &str) -> Option<String> {
             Ok(()) => "ok".into(),
             Err(e) => format!("error: {e}"),
         },
+        ControlLine::Preset(r, PresetAction::Save) => ok(rooms[r].room_saves_preset()),
+        ControlLine::Preset(r, PresetAction::Apply(p)) => ok(rooms[r].room_applies_preset(&p)),
+        ControlLine::Preset(r, PresetAction::Remove(p)) => ok(rooms[r].room_removes_preset(&p)),
+        ControlLine::Share(r, source) => ok(rooms[r].room_shares(source.as_deref())),
+        ControlLine::Slides(r, what) => ok(rooms[r].room_slides(&what)),
+        ControlLine::Podium(r, peer) => ok(rooms[r].podium_request(&peer)),
+        ControlLine::CamCtl(r, peer) => ok(rooms[r].camera_control_request(&peer)),
+        ControlLine::RecordAsk(r, peer) => ok(rooms[r].record_request(&peer)),
+        ControlLine::Recording(r, on) => ok(rooms[r].set_recording(on)),
         ControlLine::State(r) => {
             serde_json::to_string(&rooms[r].snapshot()).unwrap_or_else(|e| format!("error: {e}"))
         }
@@ -388,6 +445,29 @@ mod tests {
         assert!(parse_command("emit 1 {nope", 3).is_err());
         assert!(parse_command("halfopen 1 maybe", 3).is_err());
         assert_eq!(parse_command("help", 0), Ok(ControlLine::Help));
+        assert_eq!(
+            parse_command("preset 1 apply 2", 1),
+            Ok(ControlLine::Preset(0, PresetAction::Apply("2".into())))
+        );
+        assert_eq!(
+            parse_command("share 1 Screen 2", 1),
+            Ok(ControlLine::Share(0, Some("Screen 2".into())))
+        );
+        assert_eq!(
+            parse_command("share 1 stop", 1),
+            Ok(ControlLine::Share(0, None))
+        );
+        assert_eq!(
+            parse_command("slides 1 next", 1),
+            Ok(ControlLine::Slides(0, "next".into()))
+        );
+        assert_eq!(
+            parse_command("recordask 1 bob@srv/1", 1),
+            Ok(ControlLine::RecordAsk(0, "bob@srv/1".into()))
+        );
+        assert!(parse_command("preset 1 dance", 1).is_err());
+        assert!(parse_command("preset 1 apply", 1).is_err());
+        assert!(parse_command("recording 1 maybe", 1).is_err());
     }
 
     #[test]

@@ -341,6 +341,54 @@ impl SimRoom {
         self.shared.with_machine(|m| m.owner_mutes_mic(mute))
     }
 
+    /// Someone at the Room saves the camera position as a new preset
+    /// (`videoCapturerPresetAdded`).
+    pub fn room_saves_preset(&self) -> Result<(), SimError> {
+        self.shared.with_machine(Machine::room_saves_preset)
+    }
+
+    /// Someone at the Room applies a preset (its number from 1, or its id).
+    pub fn room_applies_preset(&self, preset: &str) -> Result<(), SimError> {
+        self.shared.with_machine(|m| m.room_applies_preset(preset))
+    }
+
+    /// Someone at the Room removes a preset (its number from 1, or its id).
+    pub fn room_removes_preset(&self, preset: &str) -> Result<(), SimError> {
+        self.shared.with_machine(|m| m.room_removes_preset(preset))
+    }
+
+    /// Someone at the Room shares a content source (by name), or stops (`None`).
+    pub fn room_shares(&self, source: Option<&str>) -> Result<(), SimError> {
+        self.shared.with_machine(|m| m.room_shares(source))
+    }
+
+    /// The presenter at the Room drives the slideshow: `start`, `stop`, `next`, `prev` or a
+    /// slide number from 1.
+    pub fn room_slides(&self, what: &str) -> Result<(), SimError> {
+        self.shared.with_machine(|m| m.room_slides(what))
+    }
+
+    /// A participant (InstanceId) asks for the podium.
+    pub fn podium_request(&self, peer_id: &str) -> Result<(), SimError> {
+        self.shared.with_machine(|m| m.podium_request(peer_id))
+    }
+
+    /// A participant (InstanceId) asks to control the Room's camera.
+    pub fn camera_control_request(&self, peer_id: &str) -> Result<(), SimError> {
+        self.shared
+            .with_machine(|m| m.camera_control_request(peer_id))
+    }
+
+    /// A participant (InstanceId) asks for consent to record.
+    pub fn record_request(&self, peer_id: &str) -> Result<(), SimError> {
+        self.shared.with_machine(|m| m.record_request(peer_id))
+    }
+
+    /// The Room starts or stops recording.
+    pub fn set_recording(&self, on: bool) -> Result<(), SimError> {
+        self.shared.with_machine(|m| m.set_recording(on))
+    }
+
     /// A device is plugged in (`hardwareChanged`).
     pub fn plug_device(&self, kind: DeviceKind, name: &str) -> Result<(), SimError> {
         self.shared.with_machine(|m| m.plug_device(kind, name))

@@ -12,6 +12,7 @@ use std::fmt;
 use serde_json::{Map, Value, json};
 
 use crate::protocol::{AppState, Device};
+use crate::room::panel::preset_label;
 use crate::room::{PtzMove, RoomState};
 
 /// Longest string published on a plain topic: Home Assistant drops longer states, and panels
@@ -82,6 +83,28 @@ pub enum Setter {
     Ptz,
     /// `minimized` or `fullscreen` → `changeWindowState`.
     Window,
+    /// A preset of the Room (`Preset 2`, `2` or its id) → `applyVideoCapturerPreset`.
+    Preset,
+    /// `new` → `addPresetFromCurrentVideoCapturer`; an existing preset →
+    /// `updatePresetFromCurrentVideoCapturer`.
+    PresetSave,
+    /// `stop` → `stopCapture`; a content source name → `startCapture`.
+    Content,
+    /// `start`, `stop`, `next`, `prev` or a slide number.
+    Slides,
+    /// `<InstanceId> ON|OFF` → `method` with `{peerId, on}`.
+    Remote {
+        /// Catalog method (`turnRemoteMic`, `turnRemoteCamera`).
+        method: &'static str,
+    },
+    /// `accept|reject [<InstanceId>]` → `acceptRequestToPodium` / `rejectRequestToPodium`.
+    Podium,
+    /// `allow|deny` → `allowRecord` / `denyRecord` for the pending request.
+    RecordConsent,
+    /// `accept|reject` → `acceptRequestCameraControl` / `rejectRequestCameraControl`.
+    CameraControl,
+    /// A monitor name or index → `changeCurrentMonitor`.
+    Monitor,
 }
 
 /// How Home Assistant shows (or sets) a field; rendered by `crate::homeassistant`.
@@ -235,10 +258,6 @@ fn device_names(list: &[Device]) -> Value {
     json!(list.iter().map(|d| d.name.as_str()).collect::<Vec<_>>())
 }
 
-fn app_states() -> Vec<&'static str> {
-    AppState::ALL.iter().map(|s| s.as_str()).collect()
-}
-
 const PTZ_BUTTONS: &[HaEntity] = &[
     button("ptz_left", "PTZ left", "mdi:arrow-left-bold", "left"),
     button("ptz_right", "PTZ right", "mdi:arrow-right-bold", "right"),
@@ -263,18 +282,26 @@ pub static FIELDS: &[Field] = &[
         Kind::Text,
         true,
         |s| json!(s.app_state.map_or("unknown", |a| a.as_str())),
+        &[],
+        "`none`, `connect`, `login`, `normal` (idle), `wait` (ringing), `conference`, `close`, or `unknown`",
+    ),
+    state_field(
+        "status",
+        Kind::Text,
+        true,
+        |s| json!(status_label(s)),
         &[ha(
             "app_state",
             "State",
             "mdi:video-account",
             Component::Sensor {
-                options: Some(app_states),
+                options: Some(status_labels),
                 measurement: false,
                 prefer: None,
-                attributes: &[],
+                attributes: &["app_state"],
             },
         )],
-        "`none`, `connect`, `login`, `normal` (idle), `wait` (ringing), `conference`, `close`, or `unknown`",
+        "the app state for people: `Offline`, `Connecting`, `Login required`, `Idle`, `Ringing`, `Calling`, `In call`, `Ending call`, `Unknown`",
     ),
     state_field(
         "in_call",
@@ -625,6 +652,247 @@ pub static FIELDS: &[Field] = &[
         &[],
         "Room application version (from `getSystemInfo`)",
     ),
+    settable(
+        state_field(
+            "preset",
+            Kind::Text,
+            true,
+            |s| text(s.panel.active_label().as_deref()),
+            &[ha(
+                "preset",
+                "Camera preset",
+                "mdi:camera-marker",
+                Component::Select,
+            )],
+            "the camera preset last applied (`Preset 1`, …) while the camera stays there; empty otherwise",
+        ),
+        Setter::Preset,
+    ),
+    state_field(
+        "presets",
+        Kind::List,
+        false,
+        |s| {
+            let listed: Vec<Value> = s
+                .panel
+                .presets
+                .iter()
+                .enumerate()
+                .map(|(i, p)| json!({ "name": preset_label(i), "id": p.id, "camera": p.camera }))
+                .collect();
+            Value::Array(listed)
+        },
+        &[],
+        "`[{name, id, camera}]`: the Room's camera presets (the API has no preset names: they are numbered in the Room's order)",
+    ),
+    state_field(
+        "preset_count",
+        Kind::Integer,
+        true,
+        |s| json!(s.panel.presets.len()),
+        &[],
+        "number of camera presets",
+    ),
+    settable(
+        state_field(
+            "content",
+            Kind::Text,
+            true,
+            |s| text(s.panel.content()),
+            &[
+                ha(
+                    "content",
+                    "Share content",
+                    "mdi:monitor-share",
+                    Component::Select,
+                ),
+                button("content_stop", "Stop sharing", "mdi:monitor-off", "stop"),
+            ],
+            "the content source being shared (a name from `content_sources`); empty when none",
+        ),
+        Setter::Content,
+    ),
+    state_field(
+        "content_active",
+        Kind::Switch,
+        true,
+        |s| json!(s.panel.sharing.is_some()),
+        &[ha(
+            "content_active",
+            "Sharing content",
+            "mdi:monitor-share",
+            Component::BinarySensor,
+        )],
+        "content (a screen or window) is being shared",
+    ),
+    state_field(
+        "content_sources",
+        Kind::List,
+        false,
+        |s| {
+            json!(
+                s.panel
+                    .content_sources
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+            )
+        },
+        &[],
+        "content sources the Room offers (`getHardware` `DSCaptureList`)",
+    ),
+    state_field(
+        "slideshow",
+        Kind::Switch,
+        true,
+        |s| json!(s.panel.slideshow.started),
+        &[ha(
+            "slideshow",
+            "Slideshow",
+            "mdi:presentation-play",
+            Component::BinarySensor,
+        )],
+        "the slideshow runs",
+    ),
+    state_field(
+        "slide",
+        Kind::Integer,
+        true,
+        |s| json!(s.panel.slideshow.current.map_or(0, |c| c + 1)),
+        &[ha(
+            "slide",
+            "Slide",
+            "mdi:file-presentation-box",
+            sensor(&["slide_count"]),
+        )],
+        "the slide shown, from 1 (`0` when none)",
+    ),
+    state_field(
+        "slide_count",
+        Kind::Integer,
+        true,
+        |s| json!(s.panel.slideshow.count),
+        &[],
+        "number of slides loaded",
+    ),
+    state_field(
+        "participant_names",
+        Kind::Text,
+        true,
+        |s| {
+            let names: Vec<&str> = s
+                .conference
+                .iter()
+                .flat_map(|c| c.participants.iter())
+                .take(MAX_LISTED_PARTICIPANTS)
+                .map(|p| {
+                    if p.peer_dn.is_empty() {
+                        p.peer_id.as_str()
+                    } else {
+                        p.peer_dn.as_str()
+                    }
+                })
+                .collect();
+            json!(names.join(", "))
+        },
+        &[],
+        "display names of the other participants, comma separated (cut at 255 characters on the plain topic)",
+    ),
+    state_field(
+        "recording",
+        Kind::Switch,
+        true,
+        |s| json!(s.panel.recording.unwrap_or(false)),
+        &[ha(
+            "recording",
+            "Recording",
+            "mdi:record-rec",
+            Component::BinarySensor,
+        )],
+        "the conference is being recorded",
+    ),
+    state_field(
+        "record_consent_pending",
+        Kind::Switch,
+        true,
+        |s| json!(s.panel.record_request.is_some()),
+        &[ha(
+            "record_consent_pending",
+            "Recording consent asked",
+            "mdi:record-circle-outline",
+            Component::BinarySensor,
+        )],
+        "someone asks for consent to record (answer with `record_consent`)",
+    ),
+    state_field(
+        "record_request",
+        Kind::Text,
+        false,
+        |s| text(s.panel.record_request.as_ref().map(|p| p.peer_id.as_str())),
+        &[],
+        "InstanceId of who asks to record; empty when nobody",
+    ),
+    state_field(
+        "podium_requests",
+        Kind::List,
+        false,
+        |s| {
+            json!(
+                s.panel
+                    .podium_requests
+                    .iter()
+                    .map(|p| json!({ "peer_id": p.peer_id, "peer_dn": p.peer_dn }))
+                    .collect::<Vec<_>>()
+            )
+        },
+        &[],
+        "`[{peer_id, peer_dn}]`: participants asking for the podium, oldest first",
+    ),
+    state_field(
+        "podium_request_count",
+        Kind::Integer,
+        true,
+        |s| json!(s.panel.podium_requests.len()),
+        &[ha(
+            "podium_request_count",
+            "Podium requests",
+            "mdi:hand-back-right",
+            sensor(&["podium_requests"]),
+        )],
+        "number of participants asking for the podium",
+    ),
+    state_field(
+        "camera_control_requests",
+        Kind::List,
+        false,
+        |s| json!(s.panel.camera_control_requests),
+        &[],
+        "call ids asking to control our camera, oldest first",
+    ),
+    settable(
+        state_field(
+            "monitor",
+            Kind::Text,
+            true,
+            current_monitor,
+            &[config(ha(
+                "monitor",
+                "Main window monitor",
+                "mdi:monitor",
+                Component::Select,
+            ))],
+            "monitor showing the main window (a name from `monitors`)",
+        ),
+        Setter::Monitor,
+    ),
+    state_field(
+        "monitors",
+        Kind::List,
+        false,
+        |s| json!(monitor_names(s)),
+        &[],
+        "monitor names the Room has",
+    ),
     Field {
         name: "call",
         kind: Kind::Action,
@@ -664,7 +932,137 @@ pub static FIELDS: &[Field] = &[
         ha: PTZ_BUTTONS,
         about: "One camera step: left, right, up, down, zoom_in, zoom_out, stop",
     },
+    action(
+        "preset_save",
+        Setter::PresetSave,
+        &[
+            button("preset_save", "Save new preset", "mdi:camera-plus", "new"),
+            ha(
+                "preset_overwrite",
+                "Overwrite preset",
+                "mdi:content-save-edit",
+                Component::Text,
+            ),
+        ],
+        "save the camera position: `new`, or an existing preset to overwrite",
+    ),
+    action(
+        "slides",
+        Setter::Slides,
+        &[
+            button(
+                "slides_start",
+                "Start slideshow",
+                "mdi:presentation-play",
+                "start",
+            ),
+            button("slides_stop", "Stop slideshow", "mdi:presentation", "stop"),
+            button("slides_next", "Next slide", "mdi:skip-next", "next"),
+            button("slides_prev", "Previous slide", "mdi:skip-previous", "prev"),
+        ],
+        "start, stop, next, prev, first, last or a slide number",
+    ),
+    action(
+        "remote_mic",
+        Setter::Remote {
+            method: "turnRemoteMic",
+        },
+        &[],
+        "turn a participant's microphone on or off: `<InstanceId> ON|OFF`",
+    ),
+    action(
+        "remote_camera",
+        Setter::Remote {
+            method: "turnRemoteCamera",
+        },
+        &[],
+        "turn a participant's camera on or off: `<InstanceId> ON|OFF`",
+    ),
+    action(
+        "podium",
+        Setter::Podium,
+        &[
+            button(
+                "podium_accept",
+                "Accept podium request",
+                "mdi:hand-okay",
+                "accept",
+            ),
+            button(
+                "podium_reject",
+                "Reject podium request",
+                "mdi:hand-back-left-off",
+                "reject",
+            ),
+        ],
+        "answer a podium request: `accept|reject [<InstanceId>]`",
+    ),
+    action(
+        "record_consent",
+        Setter::RecordConsent,
+        &[
+            button("record_allow", "Allow recording", "mdi:record-rec", "allow"),
+            button(
+                "record_deny",
+                "Deny recording",
+                "mdi:record-circle-outline",
+                "deny",
+            ),
+        ],
+        "answer a request to record: `allow` or `deny`",
+    ),
+    action(
+        "camera_control",
+        Setter::CameraControl,
+        &[],
+        "answer a remote camera control request: `accept` or `reject`",
+    ),
 ];
+
+const fn action(
+    name: &'static str,
+    setter: Setter,
+    ha: &'static [HaEntity],
+    about: &'static str,
+) -> Field {
+    Field {
+        name,
+        kind: Kind::Action,
+        plain: false,
+        value: None,
+        set: Some(setter),
+        ha,
+        about,
+    }
+}
+
+/// The app state as people say it (also the Home Assistant state sensor's options).
+pub fn status_label(state: &RoomState) -> &'static str {
+    match state.app_state {
+        None => "Unknown",
+        Some(AppState::None) => "Offline",
+        Some(AppState::Connect) => "Connecting",
+        Some(AppState::Login) => "Login required",
+        Some(AppState::Normal) => "Idle",
+        Some(AppState::Wait) if state.callee.is_some() && state.caller.is_none() => "Calling",
+        Some(AppState::Wait) => "Ringing",
+        Some(AppState::Conference) => "In call",
+        Some(AppState::Close) => "Ending call",
+    }
+}
+
+fn status_labels() -> Vec<&'static str> {
+    vec![
+        "Offline",
+        "Connecting",
+        "Login required",
+        "Idle",
+        "Ringing",
+        "Calling",
+        "In call",
+        "Ending call",
+    ]
+}
 
 /// The columns `trueconf2mqtt status` prints after the room and its availability:
 /// `(field, header)`.
@@ -775,6 +1173,13 @@ pub enum FieldError {
     },
     /// `call` with an empty payload.
     EmptyCall,
+    /// The value is well formed but the Room cannot take it now; `reason` says why.
+    Refused {
+        /// The field.
+        field: &'static str,
+        /// Why, for people.
+        reason: String,
+    },
 }
 
 impl fmt::Display for FieldError {
@@ -809,6 +1214,7 @@ impl fmt::Display for FieldError {
             FieldError::EmptyCall => {
                 f.write_str("call: expected accept, reject, hangup or a TrueConf ID to call")
             }
+            FieldError::Refused { field, reason } => write!(f, "{field}: {reason}"),
         }
     }
 }
@@ -872,7 +1278,20 @@ impl Setter {
                 "hangup" | "hang_up" | "end" => Action::new("hangUp", json!({})),
                 "hangup_all" | "end_for_all" => Action::new("hangUp", json!({ "forAll": true })),
                 "" => return Err(FieldError::EmptyCall),
-                _ => Action::new("call", json!({ "peerId": value.trim() })),
+                _ => {
+                    let callee = value.trim();
+                    if let Err(problem) = check_callee(callee) {
+                        return Err(FieldError::Invalid {
+                            field: name,
+                            expected: format!(
+                                "accept, reject, hangup, hangup_all or a TrueConf ID such as \
+                                 user@server ({problem})"
+                            ),
+                            got: shorten(value),
+                        });
+                    }
+                    Action::new("call", json!({ "peerId": callee }))
+                }
             },
             Setter::Ptz => {
                 let Some(movement) = PtzMove::parse(value) else {
@@ -892,7 +1311,206 @@ impl Setter {
                     json!({ "windowState": window_state, "stayOnTop": false }),
                 )
             }
+            Setter::Preset => {
+                let preset = find_preset(name, state, value)?;
+                Action::new("applyVideoCapturerPreset", json!({ "presetId": preset }))
+            }
+            Setter::PresetSave => {
+                if matches!(word.as_str(), "new" | "add") {
+                    Action::new("addPresetFromCurrentVideoCapturer", json!({}))
+                } else if word.is_empty() {
+                    return Err(invalid("`new` or an existing preset to overwrite"));
+                } else {
+                    let preset = find_preset(name, state, value)?;
+                    Action::new(
+                        "updatePresetFromCurrentVideoCapturer",
+                        json!({ "presetId": preset }),
+                    )
+                }
+            }
+            Setter::Content => {
+                if matches!(word.as_str(), "stop" | "off" | "none") {
+                    Action::new("stopCapture", json!({}))
+                } else {
+                    let sources = &state.panel.content_sources;
+                    let wanted = value.trim();
+                    let source = sources
+                        .iter()
+                        .find(|s| s.name == wanted)
+                        .or_else(|| sources.iter().find(|s| s.name.eq_ignore_ascii_case(wanted)))
+                        .or_else(|| sources.iter().find(|s| s.id.to_string() == wanted));
+                    let Some(source) = source else {
+                        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+                        return Err(FieldError::Refused {
+                            field: name,
+                            reason: format!(
+                                "no content source '{}' (available: {}; or stop)",
+                                shorten(wanted),
+                                if names.is_empty() {
+                                    "none".to_owned()
+                                } else {
+                                    names.join(", ")
+                                }
+                            ),
+                        });
+                    };
+                    Action::new("startCapture", json!({ "captureId": source.id }))
+                }
+            }
+            Setter::Slides => {
+                let show = &state.panel.slideshow;
+                match word.as_str() {
+                    "start" | "on" => Action::new("startSlideShow", json!({})),
+                    "stop" | "off" => Action::new("stopSlideShow", json!({})),
+                    "next" => Action::new("showNextSlide", json!({})),
+                    "prev" | "previous" | "back" => Action::new("showPrevSlide", json!({})),
+                    "first" => Action::new("showFirstSlide", json!({})),
+                    "last" => Action::new("showLastSlide", json!({})),
+                    _ => {
+                        let Ok(n) = word.parse::<usize>() else {
+                            return Err(invalid(
+                                "start, stop, next, prev, first, last or a slide number",
+                            ));
+                        };
+                        if n == 0 || n > show.count {
+                            return Err(FieldError::Refused {
+                                field: name,
+                                reason: if show.count == 0 {
+                                    format!("no slide {n}: no slides are loaded")
+                                } else {
+                                    format!("no slide {n}: slides are 1..={}", show.count)
+                                },
+                            });
+                        }
+                        Action::new("showSlide", json!({ "idx": n - 1 }))
+                    }
+                }
+            }
+            Setter::Remote { method } => {
+                let (peer, rest) = split_word(value);
+                let on = match rest.to_ascii_lowercase().as_str() {
+                    "on" | "true" | "1" | "unmute" => true,
+                    "off" | "false" | "0" | "mute" => false,
+                    _ => return Err(invalid("`<InstanceId> ON` or `<InstanceId> OFF`")),
+                };
+                let peer = find_participant(name, state, peer)?;
+                Action::new(method, json!({ "peerId": peer, "on": on }))
+            }
+            Setter::Podium => {
+                let (verb, peer) = split_word(value);
+                let method = match verb.to_ascii_lowercase().as_str() {
+                    "accept" | "allow" => "acceptRequestToPodium",
+                    "reject" | "deny" => "rejectRequestToPodium",
+                    _ => {
+                        return Err(invalid(
+                            "`accept [<InstanceId>]` or `reject [<InstanceId>]`",
+                        ));
+                    }
+                };
+                let requests = &state.panel.podium_requests;
+                let peer = if peer.is_empty() {
+                    match requests.first() {
+                        Some(p) => p.peer_id.clone(),
+                        None => {
+                            return Err(FieldError::Refused {
+                                field: name,
+                                reason: "nobody asks for the podium".into(),
+                            });
+                        }
+                    }
+                } else {
+                    check_instance_id(name, peer)?;
+                    peer.to_owned()
+                };
+                Action::new(method, json!({ "peerId": peer }))
+            }
+            Setter::RecordConsent => {
+                let method = match word.as_str() {
+                    "allow" | "accept" | "yes" => "allowRecord",
+                    "deny" | "reject" | "no" => "denyRecord",
+                    _ => return Err(invalid("allow or deny")),
+                };
+                let Some(request) = &state.panel.record_request else {
+                    return Err(FieldError::Refused {
+                        field: name,
+                        reason: "nobody asks to record".into(),
+                    });
+                };
+                Action::new(method, json!({ "peerId": request.peer_id }))
+            }
+            Setter::CameraControl => {
+                let (verb, call_id) = split_word(value);
+                let requests = &state.panel.camera_control_requests;
+                let call_id = if call_id.is_empty() {
+                    requests.first().cloned()
+                } else {
+                    Some(call_id.to_owned())
+                };
+                match verb.to_ascii_lowercase().as_str() {
+                    "accept" | "allow" => {
+                        let Some(call_id) = call_id else {
+                            return Err(FieldError::Refused {
+                                field: name,
+                                reason: "nobody asks to control the camera".into(),
+                            });
+                        };
+                        Action::new("acceptRequestCameraControl", json!({ "callId": call_id }))
+                    }
+                    // The catalog's rejectRequestCameraControl takes no parameters.
+                    "reject" | "deny" => Action::new("rejectRequestCameraControl", json!({})),
+                    _ => return Err(invalid("accept or reject")),
+                }
+            }
+            Setter::Monitor => {
+                let names = monitor_names(state);
+                let wanted = value.trim();
+                let index = names
+                    .iter()
+                    .position(|n| n == wanted)
+                    .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(wanted)))
+                    .and_then(|i| monitor_index(state, i))
+                    .or_else(|| {
+                        let i: i64 = wanted.parse().ok()?;
+                        (0..names.len() as i64).contains(&i).then_some(i)
+                    });
+                let Some(index) = index else {
+                    return Err(FieldError::Refused {
+                        field: name,
+                        reason: format!(
+                            "no monitor '{}' (available: {})",
+                            shorten(wanted),
+                            if names.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                names.join(", ")
+                            }
+                        ),
+                    });
+                };
+                Action::new("changeCurrentMonitor", json!({ "monitorIndex": index }))
+            }
         })
+    }
+
+    /// The values a select offers for this setter, when it has a fixed list (devices,
+    /// presets, content sources, monitors).
+    pub fn options(self, state: &RoomState) -> Option<Vec<String>> {
+        match self {
+            Setter::Device { list, .. } => {
+                Some(list(state).iter().map(|d| d.name.clone()).collect())
+            }
+            Setter::Preset => Some(state.panel.preset_labels()),
+            Setter::Content => Some(
+                state
+                    .panel
+                    .content_sources
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect(),
+            ),
+            Setter::Monitor => Some(monitor_names(state)),
+            _ => None,
+        }
     }
 
     /// The payloads it accepts, for people.
@@ -903,6 +1521,21 @@ impl Setter {
             Setter::Call => "`accept`, `reject`, `hangup`, `hangup_all`, or a TrueConf ID to call",
             Setter::Ptz => "`left`, `right`, `up`, `down`, `zoom_in`, `zoom_out`, `stop`",
             Setter::Window => "`minimized`, `fullscreen`",
+            Setter::Preset => "a preset: `Preset 2`, `2` or its id (see `presets`)",
+            Setter::PresetSave => {
+                "`new` (save the camera position as a new preset) or an existing preset to overwrite"
+            }
+            Setter::Content => "a content source name (see `content_sources`) or `stop`",
+            Setter::Slides => "`start`, `stop`, `next`, `prev`, `first`, `last` or a slide number",
+            Setter::Remote { .. } => {
+                "`<InstanceId> ON` or `<InstanceId> OFF` (a participant's `peer_id`)"
+            }
+            Setter::Podium => {
+                "`accept` or `reject`, optionally followed by the InstanceId (default: the oldest request)"
+            }
+            Setter::RecordConsent => "`allow` or `deny` (the pending `record_request`)",
+            Setter::CameraControl => "`accept` or `reject` (the oldest camera control request)",
+            Setter::Monitor => "a monitor name (see `monitors`) or its index",
         }
     }
 
@@ -913,6 +1546,28 @@ impl Setter {
             Setter::Call => vec!["accept", "reject", "hangUp", "call"],
             Setter::Ptz => PtzMove::ALL.iter().map(|m| m.method()).collect(),
             Setter::Window => vec!["changeWindowState"],
+            Setter::Preset => vec!["applyVideoCapturerPreset"],
+            Setter::PresetSave => vec![
+                "addPresetFromCurrentVideoCapturer",
+                "updatePresetFromCurrentVideoCapturer",
+            ],
+            Setter::Content => vec!["startCapture", "stopCapture"],
+            Setter::Slides => vec![
+                "startSlideShow",
+                "stopSlideShow",
+                "showNextSlide",
+                "showPrevSlide",
+                "showFirstSlide",
+                "showLastSlide",
+                "showSlide",
+            ],
+            Setter::Remote { method } => vec![method],
+            Setter::Podium => vec!["acceptRequestToPodium", "rejectRequestToPodium"],
+            Setter::RecordConsent => vec!["allowRecord", "denyRecord"],
+            Setter::CameraControl => {
+                vec!["acceptRequestCameraControl", "rejectRequestCameraControl"]
+            }
+            Setter::Monitor => vec!["changeCurrentMonitor"],
         }
     }
 }
@@ -942,6 +1597,191 @@ pub fn markdown() -> String {
         ));
     }
     out
+}
+
+/// Splits off the first whitespace-separated word.
+fn split_word(text: &str) -> (&str, &str) {
+    let text = text.trim();
+    match text.find(char::is_whitespace) {
+        Some(i) => (&text[..i], text[i..].trim()),
+        None => (text, ""),
+    }
+}
+
+/// Longest TrueConf ID accepted for a call.
+const MAX_CALLEE: usize = 255;
+
+/// Checks a call target: a TrueConf ID (`user`, `user@server`, `user@server/instance`), a
+/// conference (`\c\<id>`) or an address; says what is wrong otherwise.
+pub fn check_callee(callee: &str) -> Result<(), String> {
+    if callee.chars().count() > MAX_CALLEE {
+        return Err(format!("longer than {MAX_CALLEE} characters"));
+    }
+    if let Some(c) = callee.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(if c.is_whitespace() {
+            "contains a space".to_owned()
+        } else {
+            "contains a control character".to_owned()
+        });
+    }
+    if let Some(c) = callee
+        .chars()
+        .find(|c| matches!(c, '"' | '\'' | '<' | '>' | ',' | ';' | '|'))
+    {
+        return Err(format!("contains '{c}'"));
+    }
+    if let Some(conference) = callee.strip_prefix("\\c\\") {
+        return if conference.is_empty() {
+            Err("the conference id after \\c\\ is missing".to_owned())
+        } else {
+            Ok(())
+        };
+    }
+    let (user, server) = match callee.split_once('@') {
+        Some((user, server)) => (user, Some(server)),
+        None => (callee, None),
+    };
+    if user.is_empty() {
+        return Err("the user part before '@' is empty".to_owned());
+    }
+    if let Some(server) = server {
+        let host = server.split('/').next().unwrap_or("");
+        if host.is_empty() {
+            return Err("the server part after '@' is empty".to_owned());
+        }
+        if host.contains('@') {
+            return Err("has more than one '@'".to_owned());
+        }
+        if host.starts_with('.') || host.ends_with('.') || host.contains("..") {
+            return Err(format!("'{}' is not a valid server name", shorten(host)));
+        }
+    }
+    Ok(())
+}
+
+/// An InstanceId (`user@server/instance`), the only form the remote-control commands take
+/// (SPEC §9).
+fn check_instance_id(field: &'static str, peer: &str) -> Result<(), FieldError> {
+    let ok = peer
+        .split_once('@')
+        .and_then(|(user, rest)| Some((user, rest.split_once('/')?)))
+        .is_some_and(|(user, (server, instance))| {
+            !user.is_empty() && !server.is_empty() && !instance.is_empty()
+        });
+    if ok && !peer.chars().any(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(FieldError::Invalid {
+            field,
+            expected: "a participant's InstanceId (user@server/instance, see `participants`)"
+                .into(),
+            got: shorten(peer),
+        })
+    }
+}
+
+/// The participant a remote-control command names: an InstanceId of the running call.
+fn find_participant(
+    field: &'static str,
+    state: &RoomState,
+    peer: &str,
+) -> Result<String, FieldError> {
+    check_instance_id(field, peer)?;
+    let Some(conference) = state.conference.as_ref().filter(|_| state.in_call()) else {
+        return Err(FieldError::Refused {
+            field,
+            reason: "no call is running".into(),
+        });
+    };
+    if conference.participants.is_empty() || conference.participants.contains(peer) {
+        return Ok(peer.to_owned());
+    }
+    let listed: Vec<&str> = conference
+        .participants
+        .iter()
+        .take(10)
+        .map(|p| p.peer_id.as_str())
+        .collect();
+    Err(FieldError::Refused {
+        field,
+        reason: format!(
+            "'{}' is not in the call (participants: {}{})",
+            shorten(peer),
+            listed.join(", "),
+            if conference.participants.len() > listed.len() {
+                ", …"
+            } else {
+                ""
+            }
+        ),
+    })
+}
+
+/// The preset id a payload names, or why there is none.
+fn find_preset(field: &'static str, state: &RoomState, wanted: &str) -> Result<String, FieldError> {
+    let panel = &state.panel;
+    match panel.find_preset(wanted) {
+        Some(i) => Ok(panel.presets[i].id.clone()),
+        None if panel.presets.is_empty() => Err(FieldError::Refused {
+            field,
+            reason: "the Room has no camera presets (save one with preset_save = new)".into(),
+        }),
+        None => Err(FieldError::Refused {
+            field,
+            reason: format!(
+                "no preset '{}' (available: {})",
+                shorten(wanted.trim()),
+                panel.preset_labels().join(", ")
+            ),
+        }),
+    }
+}
+
+/// The monitors of `getMonitorsInfo`, by name, in the Room's order.
+pub fn monitor_names(state: &RoomState) -> Vec<String> {
+    monitor_list(state)
+        .iter()
+        .map(|m| {
+            m.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
+}
+
+fn monitor_list(state: &RoomState) -> Vec<Value> {
+    state
+        .monitors
+        .as_ref()
+        .and_then(|m| m.get("monitors"))
+        .and_then(Value::as_array)
+        .map(|list| list.iter().take(64).cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The `index` of the `i`-th monitor (its position when it has none).
+fn monitor_index(state: &RoomState, i: usize) -> Option<i64> {
+    let list = monitor_list(state);
+    let m = list.get(i)?;
+    Some(m.get("index").and_then(Value::as_i64).unwrap_or(i as i64))
+}
+
+/// The name of the monitor showing the main window.
+fn current_monitor(state: &RoomState) -> Value {
+    let current = state
+        .monitors
+        .as_ref()
+        .and_then(|m| m.get("currentMonitor"))
+        .and_then(Value::as_i64);
+    let name = current.and_then(|c| {
+        monitor_list(state)
+            .into_iter()
+            .enumerate()
+            .find(|(i, m)| m.get("index").and_then(Value::as_i64).unwrap_or(*i as i64) == c)
+            .and_then(|(_, m)| m.get("name").and_then(Value::as_str).map(str::to_owned))
+    });
+    json!(name.unwrap_or_default())
 }
 
 fn find_device(field: &'static str, list: &[Device], wanted: &str) -> Result<Device, FieldError> {
@@ -1085,6 +1925,102 @@ mod tests {
             Err(FieldError::UnknownField { .. })
         ));
         assert_eq!(field_action("call", " ", &s), Err(FieldError::EmptyCall));
+    }
+
+    #[test]
+    fn panel_fields_validate_their_payloads() {
+        use crate::room::panel::{ContentSource, Preset};
+        let mut s = state();
+        s.panel.presets = vec![
+            Preset {
+                id: "100".into(),
+                ..Preset::default()
+            },
+            Preset {
+                id: "200".into(),
+                ..Preset::default()
+            },
+        ];
+        s.panel.content_sources = vec![ContentSource {
+            name: "Screen 1".into(),
+            id: 65537,
+        }];
+        s.panel.slideshow.count = 3;
+        let action = |f: &str, v: &str| field_action(f, v, &s);
+        assert_eq!(
+            action("preset", "preset 2").unwrap().params["presetId"],
+            "200"
+        );
+        assert_eq!(action("preset", "100").unwrap().params["presetId"], "100");
+        assert_eq!(
+            action("preset_save", "NEW").unwrap().method,
+            "addPresetFromCurrentVideoCapturer"
+        );
+        assert_eq!(
+            action("preset_save", "2").unwrap().method,
+            "updatePresetFromCurrentVideoCapturer"
+        );
+        assert!(matches!(
+            action("preset_save", " "),
+            Err(FieldError::Invalid { .. })
+        ));
+        assert_eq!(
+            action("content", "screen 1").unwrap().params["captureId"],
+            65537
+        );
+        assert_eq!(action("content", "stop").unwrap().method, "stopCapture");
+        assert_eq!(action("slides", "3").unwrap().params["idx"], 2);
+        assert!(action("slides", "0").is_err());
+        assert!(action("slides", "4").is_err());
+        assert_eq!(action("slides", "prev").unwrap().method, "showPrevSlide");
+        let message = |f: &str, v: &str| action(f, v).unwrap_err().to_string();
+        assert_eq!(
+            message("record_consent", "allow"),
+            "record_consent: nobody asks to record"
+        );
+        assert_eq!(
+            message("remote_mic", "a@b/c ON"),
+            "remote_mic: no call is running"
+        );
+        assert_eq!(
+            message("podium", "accept"),
+            "podium: nobody asks for the podium"
+        );
+        assert_eq!(
+            action("podium", "reject a@b/c").unwrap().method,
+            "rejectRequestToPodium"
+        );
+        assert!(message("podium", "accept a@b").contains("InstanceId"));
+        s.panel.presets.clear();
+        assert_eq!(
+            field_action("preset", "1", &s).unwrap_err().to_string(),
+            "preset: the Room has no camera presets (save one with preset_save = new)"
+        );
+    }
+
+    #[test]
+    fn callees_are_checked() {
+        for ok in [
+            "bob@srv",
+            "bob",
+            "bob@srv.example.com/1a2b",
+            "\\c\\000002c6@srv#vcs",
+            "192.0.2.1",
+        ] {
+            assert_eq!(check_callee(ok), Ok(()), "{ok}");
+        }
+        for (bad, says) in [
+            ("bob smith", "contains a space"),
+            ("@srv", "user part"),
+            ("bob@", "server part"),
+            ("a@b@c", "more than one"),
+            ("a@b..c", "not a valid server"),
+            ("a\"b", "contains '\"'"),
+            ("\\c\\", "conference id"),
+        ] {
+            assert!(check_callee(bad).unwrap_err().contains(says), "{bad}");
+        }
+        assert!(check_callee(&"x".repeat(300)).is_err());
     }
 
     #[test]

@@ -190,7 +190,11 @@ impl Machine {
             "currentVideoCapturerDescription": cam_d,
             "currentVideoCapturerType": cam_t,
             "defaultContentSource": "",
-            "DSCaptureList": [{"name": "Screen 1", "id": 65537}],
+            "DSCaptureList": self
+                .capture_sources()
+                .into_iter()
+                .map(|(id, name)| json!({"name": name, "id": id}))
+                .collect::<Vec<_>>(),
             "comPorts": [],
         }))
     }

@@ -19,6 +19,7 @@
 
 mod calls;
 mod devices;
+mod panel;
 mod replies;
 mod scenario;
 #[cfg(test)]
@@ -39,7 +40,7 @@ pub(crate) use tokens::Tokens;
 
 use calls::{Account, Call};
 use devices::{Axis, Device, initial_devices};
-use replies::monitors_payload;
+use panel::PanelState;
 
 /// Error texts of failed replies. The real Room's texts are unknown (SPEC §5.3); these are the
 /// ones the SPEC recommends, so clients and tests can rely on them when talking to the simulator.
@@ -113,6 +114,22 @@ pub struct SimSnapshot {
     pub stay_on_top: bool,
     /// All settings (`getSettings`), by name.
     pub settings: Map<String, Value>,
+    /// Camera preset ids, in order.
+    pub presets: Vec<String>,
+    /// The content source being shared.
+    pub content: Option<String>,
+    /// The slide shown while the slideshow runs (0-based).
+    pub slide: Option<usize>,
+    /// The Room records.
+    pub recording: bool,
+    /// Who asks to record us.
+    pub record_request: Option<String>,
+    /// Who asks for the podium, oldest first.
+    pub podium_requests: Vec<String>,
+    /// Who asks to control the camera, oldest first.
+    pub camera_control_requests: Vec<String>,
+    /// Index of the monitor showing the main window.
+    pub current_monitor: i64,
     /// Connections that passed `auth` and are still authorised.
     pub authenticated_connections: usize,
     /// Requests received since start (all connections, including rejected ones).
@@ -254,6 +271,7 @@ pub(crate) struct Machine {
     window_state: i64,
     stay_on_top: bool,
     settings: Map<String, Value>,
+    panel: PanelState,
     instance: String,
     conf_counter: u32,
     /// Tokens issued to clients; they die with the machine (a restarted Room).
@@ -279,6 +297,7 @@ impl Machine {
             devices[1].first().cloned(),
             devices[2].first().cloned(),
         ];
+        let panel = PanelState::new(devices[0].first());
         Machine {
             app_state,
             server,
@@ -297,6 +316,7 @@ impl Machine {
             window_state: 2,
             stay_on_top: false,
             settings: initial_settings(),
+            panel,
             instance: format!("{:08x}", fastrand::u32(..)),
             conf_counter: fastrand::u32(0x100..0x8000_0000),
             tokens: Tokens::default(),
@@ -428,7 +448,7 @@ impl Machine {
             | "ptzStop" | "setPanPos" | "setTiltPos" | "setZoomPos" | "setPtzDefaults" => {
                 self.ptz(&spec.name, p, fx)?
             }
-            "getMonitorsInfo" => monitors_payload(),
+            "getMonitorsInfo" => self.monitors_payload(),
             "changeWindowState" => {
                 self.window_state = int_param(p, "windowState");
                 self.stay_on_top = bool_param(p, "stayOnTop");
@@ -462,7 +482,10 @@ impl Machine {
             "createConference" => self.create_conference(p, fx)?,
             "getConferences" => self.conferences_payload(),
             "getConferenceParticipants" => self.participants_payload(),
-            _ => Map::new(),
+            other => match self.panel_request(other, p, fx) {
+                Some(outcome) => outcome?,
+                None => Map::new(),
+            },
         };
         self.fill_response_fields(spec, p, &mut fields);
         Ok(fields)
@@ -515,6 +538,9 @@ impl Machine {
     }
 
     fn set_state(&mut self, state: AppState, fx: &mut Effects) {
+        if state != AppState::Conference {
+            self.leave_call_panel(fx);
+        }
         self.app_state = state;
         fx.emit("appStateChanged", Value::Object(self.app_state_payload()));
     }
@@ -585,6 +611,28 @@ impl Machine {
             window_state: self.window_state,
             stay_on_top: self.stay_on_top,
             settings: self.settings.clone(),
+            presets: self
+                .panel
+                .presets
+                .iter()
+                .map(|p| p.id().to_owned())
+                .collect(),
+            content: self.panel.sharing.as_ref().map(|s| s.1.clone()),
+            slide: self.panel.slideshow,
+            recording: self.panel.recording,
+            record_request: self
+                .panel
+                .record_request
+                .as_ref()
+                .map(|p| p.peer_id.clone()),
+            podium_requests: self
+                .panel
+                .podium_requests
+                .iter()
+                .map(|p| p.peer_id.clone())
+                .collect(),
+            camera_control_requests: self.panel.camera_requests.clone(),
+            current_monitor: self.panel.current_monitor,
             authenticated_connections: 0,
             requests_total: 0,
             running: false,

@@ -90,10 +90,10 @@ impl Machine {
             "embeddedHttpPort": self.profile.http_port,
             "extStatus": ext_status,
             "additionalStatus": "",
-            "desktopSharing": {"running": false},
+            "desktopSharing": self.desktop_sharing(),
             "broadcastPicture": {"running": false},
             "audioCaptureTest": false,
-            "recording": false,
+            "recording": self.panel.recording,
         }))
     }
 

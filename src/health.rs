@@ -340,6 +340,44 @@ impl Collector for BridgeCollector {
             mqtt.publish_refused.load(Ordering::Relaxed),
         )?;
 
+        let control = bridge.hub().stats();
+        ConstGauge::new(i64::try_from(control.clients.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
+            .encode(encoder.encode_descriptor(
+                "trueconf2mqtt_control_clients",
+                "WebSocket API and panel clients connected",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        for (name, help, value) in [
+            (
+                "trueconf2mqtt_control_commands",
+                "Commands from WebSocket API and panel clients",
+                &control.commands,
+            ),
+            (
+                "trueconf2mqtt_control_refused",
+                "Control client messages refused (malformed, unauthenticated, over a limit)",
+                &control.refused,
+            ),
+            (
+                "trueconf2mqtt_control_resyncs",
+                "Control clients that fell behind the live feed and were resynced",
+                &control.resyncs,
+            ),
+            (
+                "trueconf2mqtt_control_slow_clients",
+                "Control clients disconnected for not taking their messages",
+                &control.slow_clients,
+            ),
+            (
+                "trueconf2mqtt_control_replies_dropped",
+                "Responses lost because their control client had gone or was not reading",
+                &control.replies_dropped,
+            ),
+        ] {
+            counter(&mut encoder, name, help, value.load(Ordering::Relaxed))?;
+        }
+
         let links = bridge.room_links();
         let rooms: Vec<_> = bridge.rooms().collect();
         let mut family = |name: &str,

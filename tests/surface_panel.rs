@@ -362,3 +362,67 @@ async fn the_documented_clients_work() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_slow_the_bridge() {
+    let world = World::start(false, |_| {}).await;
+    let (addr, _stop) = serve(&world).await;
+    // Subscribed to everything, with a tiny receive window, and never reading.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let mut stuck = socket.connect(addr).await.unwrap();
+    stuck
+        .write_all(format!("AUTH {TOKEN}\r\nSUBSCRIBE *\r\n").as_bytes())
+        .await
+        .unwrap();
+
+    // Far more than socket buffers hold (~18 MB of EVENT lines) and than the live feed keeps.
+    let count = 12_000;
+    let padding = "x".repeat(1500);
+    let started = std::time::Instant::now();
+    for i in 0..count {
+        world
+            .room
+            .chat_message(CHATTER, &format!("flood {i} {padding}"))
+            .unwrap();
+    }
+    // Every event still reaches the broker, promptly.
+    let last = format!("flood {} ", count - 1);
+    world
+        .probe
+        .wait_message(
+            &common::rig::t("event/incomingChatMessage"),
+            Duration::from_secs(60),
+            |p| p.contains(&last),
+        )
+        .await;
+    let through = started.elapsed();
+    // And another client is served meanwhile.
+    let mut c = Client::authed(addr).await;
+    c.send(&format!("GET {ROOM} availability")).await;
+    c.expect(|l| l == format!("STATE {ROOM} availability online"))
+        .await;
+    let stats = world.running.bridge.hub().stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    // The stuck client is cut once a write waited WRITE_TIMEOUT for it, and counted.
+    let deadline = std::time::Instant::now() + panel::WRITE_TIMEOUT + Duration::from_secs(10);
+    while load(&stats.slow_clients) < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stuck client is not counted: resyncs {}, missed {}, slow {}, clients {}",
+            load(&stats.resyncs),
+            load(&stats.missed),
+            load(&stats.slow_clients),
+            load(&stats.clients)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "{count} events through with a stuck client in {:?} (resyncs {}, missed {}, slow {})",
+        through,
+        load(&stats.resyncs),
+        load(&stats.missed),
+        load(&stats.slow_clients)
+    );
+    drop(stuck);
+}

@@ -446,10 +446,149 @@ async fn the_token_is_required_and_the_probes_stay_open() {
         .find(|m| m["name"] == "call")
         .unwrap();
     assert!(!call["params"].as_array().unwrap().is_empty());
+    let metrics = get("/metrics").await;
+    assert!(
+        metrics.contains("trueconf2mqtt_control_refused_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("trueconf2mqtt_control_clients 1"),
+        "{metrics}"
+    );
     // Without the WebSocket handshake, /api says what it is.
     assert!(
         get(&format!("/api?token={TOKEN}"))
             .await
             .starts_with("HTTP/1.0 426")
     );
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_trueconf2mqtt");
+
+fn daemon_config(broker: u16, room_port: u16, http: &str, panel: &str, tokens: &str) -> String {
+    format!(
+        r#"
+[mqtt]
+host = "127.0.0.1"
+port = {broker}
+client_id = "surface-test-{id}"
+[http]
+listen = "{http}"
+{tokens}
+[panel]
+listen = "{panel}"
+[[rooms]]
+id = "boardroom"
+host = "127.0.0.1"
+port = {room_port}
+pin = "4321"
+"#,
+        id = fastrand::u32(..),
+    )
+}
+
+#[test]
+fn a_control_surface_off_loopback_without_a_token_never_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("open.toml");
+    let port = common::free_port();
+    std::fs::write(
+        &path,
+        daemon_config(1, 2, &format!("0.0.0.0:{port}"), "", ""),
+    )
+    .unwrap();
+    for subcommand in ["check-config", "run"] {
+        let out = std::process::Command::new(BIN)
+            .args([subcommand, "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{subcommand} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("http.auth_token") && err.contains("http.control = false"),
+            "{err}"
+        );
+    }
+    // With a token it is valid, and the token is never shown.
+    let token = "Yv3-secret-token-77";
+    std::fs::write(
+        &path,
+        daemon_config(
+            1,
+            2,
+            &format!("0.0.0.0:{port}"),
+            "",
+            &format!("auth_token = \"{token}\""),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("control surface /api token set"), "{text}");
+    assert!(!text.contains(token));
+}
+
+/// The daemon (`run`) serves both surfaces from its configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_the_websocket_api_and_the_panel_protocol() {
+    let broker = common::Broker::start();
+    let room = common::rig::sim().await;
+    let (http, panel) = (common::free_port(), common::free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        daemon_config(
+            broker.port,
+            room.http_port(),
+            &format!("127.0.0.1:{http}"),
+            &format!("127.0.0.1:{panel}"),
+            &format!("auth_token = \"{TOKEN}\""),
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    let mut ws = within(WAIT, "the WebSocket API", async {
+        loop {
+            if let Ok(ws) = connect(addr, &format!("?token={TOKEN}")).await {
+                return ws;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    until(&mut ws, "boardroom/availability", |p| p == "online").await;
+
+    // The panel protocol: loopback without a token, so AUTH is not needed.
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let tcp = TcpStream::connect(("127.0.0.1", panel)).await.unwrap();
+    let (read, mut write) = tcp.into_split();
+    let mut lines = BufReader::new(read).lines();
+    write
+        .write_all(b"GET boardroom availability\r\n")
+        .await
+        .unwrap();
+    let line = within(WAIT, "a STATE line", lines.next_line())
+        .await
+        .unwrap();
+    assert_eq!(line.as_deref(), Some("STATE boardroom availability online"));
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -5,7 +5,8 @@
 //!
 //! * loading never panics;
 //! * secrets never leak: when the marker `Zq7Secret` appears only as the value of `pin` /
-//!   `password` lines (or `…__PIN` / `…__PASSWORD` variables), neither the error's `Display`
+//!   `password` / `auth_token` lines (or `…__PIN` / `…__PASSWORD` / `…__AUTH_TOKEN` variables),
+//!   neither the error's `Display`
 //!   nor, on success, `explain()` and the settings' `Debug` contain it. The seeds carry the marker
 //!   so mutations keep exercising this;
 //! * a loaded configuration yields valid MQTT topics for every room.
@@ -29,7 +30,9 @@ fn secret_variable(line: &str) -> bool {
     line.split_once('=').is_some_and(|(name, _)| {
         let name = name.to_ascii_lowercase();
         !name.contains(&MARKER.to_ascii_lowercase())
-            && (name.ends_with("__pin") || name.ends_with("__password"))
+            && (name.ends_with("__pin")
+                || name.ends_with("__password")
+                || name.ends_with("__auth_token"))
     })
 }
 
@@ -45,7 +48,7 @@ fn marker_only_in_secrets(toml: &str, env: &str) -> bool {
     let toml_ok = toml
         .lines()
         .filter(|l| l.contains(MARKER))
-        .all(|l| exact_key(l, &["pin", "password"]));
+        .all(|l| exact_key(l, &["pin", "password", "auth_token"]));
     let env_ok = env
         .lines()
         .filter(|l| l.contains(MARKER))

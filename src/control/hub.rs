@@ -95,30 +95,39 @@ impl Hub {
         let Some(topic) = self.relative(&publish.topic) else {
             return;
         };
-        let message = Message {
-            topic: Arc::from(topic),
-            payload: publish.payload.clone(),
-            retained: publish.retain,
-        };
         let Ok(mut retained) = self.retained.lock() else {
             return;
         };
-        if publish.retain {
+        let topic: Arc<str> = if publish.retain {
             // State is republished whole on every change: only what changed goes out live.
-            if retained.get(topic) == Some(&publish.payload) {
-                return;
-            }
-            if publish.payload.is_empty() {
-                if retained.remove(topic).is_none() {
-                    return;
+            match retained.get_key_value(topic) {
+                Some((_, value)) if *value == publish.payload => return,
+                None if publish.payload.is_empty() => return,
+                Some(_) if publish.payload.is_empty() => {
+                    retained.remove(topic);
+                    Arc::from(topic)
                 }
-            } else {
-                retained.insert(message.topic.clone(), message.payload.clone());
+                Some((key, _)) => {
+                    let key = key.clone();
+                    retained.insert(key.clone(), publish.payload.clone());
+                    key
+                }
+                None => {
+                    let key: Arc<str> = Arc::from(topic);
+                    retained.insert(key.clone(), publish.payload.clone());
+                    key
+                }
             }
-        }
+        } else {
+            Arc::from(topic)
+        };
         // Sent under the lock, so a client subscribing gets each change either in its
         // snapshot or live, never both or neither. No receivers is fine.
-        let _ = self.live.send(message);
+        let _ = self.live.send(Message {
+            topic,
+            payload: publish.payload.clone(),
+            retained: publish.retain,
+        });
     }
 
     /// The retained values now, in topic order, and the live feed from this moment on.

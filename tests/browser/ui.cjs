@@ -114,6 +114,10 @@ async function desktop(browser) {
 
   await page.waitForSelector('#log li.event', { timeout: STEP });
   check(await page.locator('#bridge dd').count() > 0, 'bridge health shown');
+  // /metrics is polled: the page counts itself among the control clients.
+  await page.waitForFunction(
+    () => Number(document.querySelector('[data-metric="trueconf2mqtt_control_clients"]')?.textContent) >= 1,
+    null, { timeout: STEP });
   step('event log and bridge health shown');
 
   if (process.env.SCREENSHOTS) {

@@ -657,6 +657,9 @@
       ['Commands ok', 'trueconf2mqtt_commands_ok_total'],
       ['Commands failed', 'trueconf2mqtt_commands_failed_total'],
       ['Task failures', 'trueconf2mqtt_task_failures_total'],
+      ['Control clients', 'trueconf2mqtt_control_clients'],
+      ['Control commands', 'trueconf2mqtt_control_commands_total'],
+      ['Control refused', 'trueconf2mqtt_control_refused_total'],
     ];
     $('#metrics').replaceChildren(...shownMetrics.filter(([, n]) => metrics.has(n))
       .flatMap(([label, name]) => [el('dt', { text: label }), el('dd', { 'data-metric': name, text: sum(name) })]));

@@ -1044,7 +1044,9 @@ pub fn status_label(state: &RoomState) -> &'static str {
         Some(AppState::Connect) => "Connecting",
         Some(AppState::Login) => "Login required",
         Some(AppState::Normal) => "Idle",
-        Some(AppState::Wait) if state.callee.is_some() && state.caller.is_none() => "Calling",
+        // Ringing with nobody calling us: our own call rings out (an incoming call announces
+        // its caller with inviteReceived before appState 4, SPEC §7.1).
+        Some(AppState::Wait) if state.caller.is_none() => "Calling",
         Some(AppState::Wait) => "Ringing",
         Some(AppState::Conference) => "In call",
         Some(AppState::Close) => "Ending call",

@@ -726,6 +726,14 @@ pub static FIELDS: &[Field] = &[
         "content (a screen or window) is being shared",
     ),
     state_field(
+        "content_default",
+        Kind::Text,
+        false,
+        |s| text(s.panel.default_content_source.as_deref()),
+        &[],
+        "the Room's default content source (`defaultContentSource`); empty when none is set",
+    ),
+    state_field(
         "content_sources",
         Kind::List,
         false,
@@ -1331,32 +1339,24 @@ impl Setter {
                 }
             }
             Setter::Content => {
-                if matches!(word.as_str(), "stop" | "off" | "none") {
-                    Action::new("stopCapture", json!({}))
-                } else {
-                    let sources = &state.panel.content_sources;
-                    let wanted = value.trim();
-                    let source = sources
-                        .iter()
-                        .find(|s| s.name == wanted)
-                        .or_else(|| sources.iter().find(|s| s.name.eq_ignore_ascii_case(wanted)))
-                        .or_else(|| sources.iter().find(|s| s.id.to_string() == wanted));
-                    let Some(source) = source else {
-                        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-                        return Err(FieldError::Refused {
-                            field: name,
-                            reason: format!(
-                                "no content source '{}' (available: {}; or stop)",
-                                shorten(wanted),
-                                if names.is_empty() {
-                                    "none".to_owned()
-                                } else {
-                                    names.join(", ")
-                                }
-                            ),
-                        });
-                    };
+                let (verb, rest) = split_word(value);
+                let verb = verb.to_ascii_lowercase();
+                // A source's own name wins over the words (a window may be called "Stop …").
+                if let Some(source) = content_source(state, value) {
                     Action::new("startCapture", json!({ "captureId": source.id }))
+                } else if matches!(word.as_str(), "stop" | "off" | "none") {
+                    Action::new("stopCapture", json!({}))
+                } else if verb == "stop" {
+                    // `stop <InstanceId>`: ask a participant to stop sharing.
+                    check_instance_id(name, rest)?;
+                    Action::new("sendStopContentSharing", json!({ "peerId": rest }))
+                } else if verb == "default" && !rest.is_empty() {
+                    let Some(source) = content_source(state, rest) else {
+                        return Err(no_content_source(name, state, rest));
+                    };
+                    Action::new("setDefaultContentSource", json!({ "name": source.name }))
+                } else {
+                    return Err(no_content_source(name, state, value));
                 }
             }
             Setter::Slides => {
@@ -1527,7 +1527,10 @@ impl Setter {
             Setter::PresetSave => {
                 "`new` (save the camera position as a new preset) or an existing preset to overwrite"
             }
-            Setter::Content => "a content source name (see `content_sources`) or `stop`",
+            Setter::Content => {
+                "a content source name (see `content_sources`) to share it, `stop`; \
+                 `stop <InstanceId>` asks a participant to stop sharing, `default <source>` sets the default source"
+            }
             Setter::Slides => "`start`, `stop`, `next`, `prev`, `first`, `last` or a slide number",
             Setter::Remote { .. } => {
                 "`<InstanceId> ON` or `<InstanceId> OFF` (a participant's `peer_id`)"
@@ -1553,7 +1556,12 @@ impl Setter {
                 "addPresetFromCurrentVideoCapturer",
                 "updatePresetFromCurrentVideoCapturer",
             ],
-            Setter::Content => vec!["startCapture", "stopCapture"],
+            Setter::Content => vec![
+                "startCapture",
+                "stopCapture",
+                "sendStopContentSharing",
+                "setDefaultContentSource",
+            ],
             Setter::Slides => vec![
                 "startSlideShow",
                 "stopSlideShow",
@@ -1717,6 +1725,41 @@ fn find_participant(
             }
         ),
     })
+}
+
+/// The content source a payload names: its name (exact, then any case) or its id.
+fn content_source<'a>(
+    state: &'a RoomState,
+    wanted: &str,
+) -> Option<&'a crate::room::ContentSource> {
+    let sources = &state.panel.content_sources;
+    let wanted = wanted.trim();
+    sources
+        .iter()
+        .find(|s| s.name == wanted)
+        .or_else(|| sources.iter().find(|s| s.name.eq_ignore_ascii_case(wanted)))
+        .or_else(|| sources.iter().find(|s| s.id.to_string() == wanted))
+}
+
+fn no_content_source(field: &'static str, state: &RoomState, wanted: &str) -> FieldError {
+    let names: Vec<&str> = state
+        .panel
+        .content_sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    FieldError::Refused {
+        field,
+        reason: format!(
+            "no content source '{}' (available: {}; or stop)",
+            shorten(wanted.trim()),
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ),
+    }
 }
 
 /// The preset id a payload names, or why there is none.
@@ -1971,6 +2014,16 @@ mod tests {
             65537
         );
         assert_eq!(action("content", "stop").unwrap().method, "stopCapture");
+        assert_eq!(
+            action("content", "stop bob@srv/1").unwrap().method,
+            "sendStopContentSharing"
+        );
+        assert!(action("content", "stop bob").is_err());
+        assert_eq!(
+            action("content", "default screen 1").unwrap().params["name"],
+            "Screen 1"
+        );
+        assert!(action("content", "default Screen 9").is_err());
         assert_eq!(action("slides", "3").unwrap().params["idx"], 2);
         assert!(action("slides", "0").is_err());
         assert!(action("slides", "4").is_err());

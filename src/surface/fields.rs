@@ -88,7 +88,8 @@ pub enum Setter {
     /// `new` → `addPresetFromCurrentVideoCapturer`; an existing preset →
     /// `updatePresetFromCurrentVideoCapturer`.
     PresetSave,
-    /// `stop` → `stopCapture`; a content source name → `startCapture`.
+    /// A content source name → `startCapture`; `stop` → `stopCapture`; `stop <InstanceId>` →
+    /// `sendStopContentSharing`; `default <source>` → `setDefaultContentSource`.
     Content,
     /// `start`, `stop`, `next`, `prev` or a slide number.
     Slides,

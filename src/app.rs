@@ -151,12 +151,44 @@ pub async fn run(config: Option<&Path>, shutdown: CancellationToken) -> Result<(
         })?),
         None => None,
     };
+    let panel_listener = match settings.panel.listen {
+        Some(listen) => Some(tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+            format!(
+                "panel.listen = \"{listen}\": cannot listen there: {e} (choose another port or \
+                 remove [panel] listen)"
+            )
+        })?),
+        None => None,
+    };
     let (bridge, tasks) =
         bridge::start_instance(options, settings.mqtt.instance.clone(), shutdown.clone());
+    if let Some(listener) = panel_listener {
+        let (bridge, token, shutdown) = (
+            bridge.clone(),
+            settings.panel.auth_token.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(error) =
+                crate::control::panel::serve(listener, bridge, token, shutdown.clone()).await
+            {
+                tracing::error!(%error, "the panel TCP protocol failed; stopping");
+                shutdown.cancel();
+            }
+        });
+    }
     let health = health_listener.map(|listener| {
-        tokio::spawn(crate::health::serve_on(
+        let control = settings.http.control.then(|| {
+            crate::control::web::routes(crate::control::web::Web::new(
+                bridge.clone(),
+                settings.http.auth_token.clone(),
+                shutdown.clone(),
+            ))
+        });
+        tokio::spawn(crate::health::serve_with(
             listener,
             bridge.clone(),
+            control,
             shutdown.clone(),
         ))
     });

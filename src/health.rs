@@ -112,16 +112,30 @@ pub async fn serve_on(
     bridge: Arc<Bridge>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_with(listener, bridge, None, shutdown).await
+}
+
+/// [`serve_on`], with the control surface ([`crate::control::web`]) beside the probes when
+/// given. The probes stay open; the control routes check their token.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    bridge: Arc<Bridge>,
+    control: Option<Router>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     if let Ok(listen) = listener.local_addr() {
-        tracing::info!(%listen, "health and metrics endpoint listening");
+        tracing::info!(%listen, control = control.is_some(), "HTTP endpoint listening");
     }
     let mut registry = Registry::default();
     registry.register_collector(Box::new(BridgeCollector(bridge.clone())));
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state((bridge, Arc::new(registry)));
+    if let Some(control) = control {
+        app = app.merge(control);
+    }
     let slots = Arc::new(Slots::default());
     loop {
         let tcp = tokio::select! {
@@ -143,7 +157,10 @@ pub async fn serve_on(
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                // A WebSocket (`/api`) leaves this connection once upgraded: its session is
+                // bounded on its own (src/control/ws.rs), not by the lifetime below.
+                .with_upgrades();
             tokio::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => {}

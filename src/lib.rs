@@ -17,7 +17,8 @@
 //! - [`config`]: settings from TOML, environment and secret files, with precise validation.
 //! - [`bridge`]: state and events out, commands in; per room a publisher and a command task,
 //!   one router, bridge info and requests, ownership among instances.
-//! - [`health`], [`systemd`], [`status`], [`demo`]: what runs beside the bridge.
+//! - [`health`] (with [`web`], the UI at `/`), [`systemd`], [`status`], [`demo`]: what runs
+//!   beside the bridge.
 //! - [`app`] and [`cli`]: the daemon and the command line; `main.rs` only calls [`cli::main`];
 //!   [`logging`]: its log output (one record per line, colour only for a terminal).
 //!
@@ -30,6 +31,7 @@ pub mod backoff;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod health;
 pub mod homeassistant;
@@ -43,3 +45,4 @@ pub mod status;
 pub mod supervise;
 pub mod surface;
 pub mod systemd;
+pub mod web;

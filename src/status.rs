@@ -34,7 +34,7 @@ pub async fn read(
         client_id: "trueconf2mqtt".into(),
         ..options
     };
-    let retained = read_retained(&options, "status", &topics.status_filters(), timeout).await?;
+    let retained = read_from_any_node(&options, &topics.status_filters(), timeout).await?;
     let mut snapshot = Snapshot {
         instance: topics.instance().map(str::to_owned),
         ..Snapshot::default()
@@ -59,6 +59,37 @@ pub async fn read(
         }
     }
     Ok(snapshot)
+}
+
+/// Reads the retained state from the first broker node that answers: `mqtt.host`, then each
+/// further node of `mqtt.hosts` (the nodes of a cluster share retained messages). The error names
+/// every node tried.
+async fn read_from_any_node(
+    options: &LinkOptions,
+    filters: &[String],
+    timeout: Duration,
+) -> Result<Vec<crate::mqtt::Inbound>, String> {
+    let nodes = std::iter::once((options.host.clone(), options.port))
+        .chain(options.failover.iter().cloned())
+        .collect::<Vec<_>>();
+    let mut errors = Vec::new();
+    for (host, port) in &nodes {
+        let node = LinkOptions {
+            host: host.clone(),
+            port: *port,
+            failover: Vec::new(),
+            ..options.clone()
+        };
+        match read_retained(&node, "status", filters, timeout).await {
+            Ok(retained) => return Ok(retained),
+            Err(e) if nodes.len() == 1 => return Err(e),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(format!(
+        "no broker node answered:\n  {}",
+        errors.join("\n  ")
+    ))
 }
 
 /// The snapshot as a table for people.

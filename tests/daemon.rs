@@ -163,6 +163,42 @@ async fn the_daemon_serves_health_metrics_status_and_stops_cleanly() {
         "{table}"
     );
 
+    // With `mqtt.hosts`, `status` goes on to the next node when the first does not answer, and
+    // `check-config` lists every node.
+    let dead = free_port();
+    let cluster = dir.path().join("cluster.toml");
+    std::fs::write(
+        &cluster,
+        format!(
+            "[mqtt]\nhosts = [\"127.0.0.1:{dead}\", \"127.0.0.1:{}\"]\n\
+             [[rooms]]\nid = \"boardroom\"\nhost = \"127.0.0.1\"\n",
+            broker.port
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(&format!("mqtt://127.0.0.1:{dead}"))
+            && summary.contains(&format!("further node: mqtt://127.0.0.1:{}", broker.port)),
+        "{summary}"
+    );
+    let out = Command::new(BIN)
+        .args(["status", "--config"])
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && table.contains("bridge: online"),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // SIGTERM: offline published, exit 0 within 5 s.
     let started = Instant::now();
     let _ = Command::new("kill")

@@ -123,6 +123,14 @@ pub enum CommandError {
         /// The configured rooms.
         known: Vec<String>,
     },
+    /// A local command for a room another bridge instance serves.
+    #[error("room '{room}' is served by bridge instance '{by}'; send its commands there")]
+    ServedElsewhere {
+        /// Room id.
+        room: String,
+        /// The instance serving it.
+        by: String,
+    },
     /// The room's queue is full.
     #[error("too many commands queued for room '{room}' (limit {limit}); try again")]
     QueueFull {

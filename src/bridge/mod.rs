@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::control::hub::Hub;
 use crate::mqtt::{MqttLink, Publish, Started};
 use crate::room::{LinkState, RoomClient};
 use crate::supervise::Supervisor;
@@ -43,6 +44,7 @@ use router::Limits;
 
 pub use options::{BridgeOptions, RoomEntry};
 pub use room::RoomBridgeStats;
+pub use router::NotACommand;
 
 /// Commands queued per room before new ones are refused.
 const ROOM_COMMAND_QUEUE: usize = 64;
@@ -62,6 +64,10 @@ pub struct Bridge {
     changes: tokio::sync::watch::Sender<u64>,
     /// The long-lived tasks' failures.
     supervisor: Arc<Supervisor>,
+    /// Everything published, for the local control surfaces.
+    hub: Arc<Hub>,
+    topics: Topics,
+    limits: Limits,
 }
 
 /// A room as seen by health reports and metrics.
@@ -120,6 +126,40 @@ impl Bridge {
     /// Tasks that failed (and were restarted), for `/readyz`.
     pub fn task_failures(&self) -> &Supervisor {
         &self.supervisor
+    }
+
+    /// What the bridge publishes, for the local control surfaces.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The topic tree.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// The display name of a room.
+    pub fn room_name(&self, id: &str) -> Option<&str> {
+        self.rooms.get(id).map(|r| r.name.as_str())
+    }
+
+    /// The ids of the configured rooms, in order.
+    pub fn room_ids(&self) -> impl Iterator<Item = &str> {
+        self.rooms.keys().map(String::as_str)
+    }
+
+    /// A command from a local control surface: `topic` relative to the base topic
+    /// (`<room>/set/<field>`, `<room>/set`, `<room>/request/<method>`, `bridge/request/<name>`).
+    /// It takes the same path as one from the broker (limits, parsing, the dangerous-method
+    /// policy, the room's queue); its one response goes to `reply_to` only, never to the
+    /// broker. `Err`: the topic is not a command topic (nothing was submitted).
+    pub fn submit(
+        &self,
+        topic: &str,
+        payload: bytes::Bytes,
+        reply_to: crate::control::hub::ReplyTo,
+    ) -> Result<(), NotACommand> {
+        router::submit_local(self, topic, payload, reply_to)
     }
 
     /// Counters of a room.
@@ -192,6 +232,12 @@ pub fn start_instance(
         inbound,
         task: mqtt,
     } = MqttLink::start(mqtt_options, filters, mqtt_cancel.clone());
+    // The local control surfaces see what the broker is sent, broker connected or not.
+    let hub = Hub::new(&options.base_topic);
+    let link = link.with_tap({
+        let hub = hub.clone();
+        Arc::new(move |p: &Publish| hub.observe(p))
+    });
     link.publish(Publish::retained(topics.bridge_state(), "online"));
 
     let me = Claim {
@@ -279,6 +325,10 @@ pub fn start_instance(
         );
     }
     drop(reports_tx);
+    let limits = Limits {
+        max_payload: options.max_payload_bytes,
+        max_age: options.command_max_age,
+    };
     let room_links = rooms
         .keys()
         .map(|id| (id.clone(), LinkState::Connecting))
@@ -291,6 +341,9 @@ pub fn start_instance(
         room_links: std::sync::Mutex::new(room_links),
         changes: tokio::sync::watch::Sender::new(0),
         supervisor: supervisor.clone(),
+        hub,
+        topics: topics.clone(),
+        limits,
     });
     tasks.push(tokio::spawn(supervisor.clone().keep(
         "bridge info",
@@ -320,10 +373,6 @@ pub fn start_instance(
             inner.clone(),
         )));
     }
-    let limits = Limits {
-        max_payload: options.max_payload_bytes,
-        max_age: options.command_max_age,
-    };
     let router = tokio::spawn(supervisor.keep("router", shutdown.clone(), inbound, {
         let (bridge, topics) = (bridge.clone(), topics.clone());
         move |inbound| {

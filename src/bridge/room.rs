@@ -12,6 +12,7 @@ use tracing::info;
 use super::command::{self, CommandError, ParsedCommand};
 use super::ownership::Ownership;
 use super::sweep::MigrationWatch;
+use crate::control::hub::{self, Hub, Message, ReplyTo};
 use crate::homeassistant::{self, DiscoveryContext, DiscoveryInputs, HaOptions};
 use crate::mqtt::{MAX_OUTGOING_PAYLOAD, MqttLink, Publish};
 use crate::protocol::{has_secret_field, redact};
@@ -46,6 +47,9 @@ pub(crate) struct Reply {
     pub topic: String,
     /// MQTT 5 Correlation Data to echo.
     pub correlation: Option<bytes::Bytes>,
+    /// A local control client that sent the command: the response goes to it alone, on
+    /// `topic` (then relative to the base topic), and not to the broker.
+    pub local: Option<(Arc<Hub>, ReplyTo)>,
 }
 
 impl Reply {
@@ -69,7 +73,24 @@ impl Reply {
         }
         Publish {
             correlation: self.correlation.clone(),
-            ..Publish::transient(self.topic.clone(), text)
+            ..Publish::response(self.topic.clone(), text)
+        }
+    }
+
+    /// Sends the response: to the local client that asked, or to the broker.
+    pub fn deliver(&self, link: &MqttLink, body: &Value) {
+        let publish = self.publish(body);
+        match &self.local {
+            None => link.publish(publish),
+            Some((hub, to)) => hub::reply(
+                hub,
+                to,
+                Message {
+                    topic: Arc::from(publish.topic),
+                    payload: publish.payload,
+                    retained: false,
+                },
+            ),
         }
     }
 }
@@ -409,7 +430,7 @@ pub(crate) async fn command_loop(
             }
         };
         let body = command::response(outcome, command.transaction);
-        ctx.spec.link.publish(reply.publish(&body));
+        reply.deliver(&ctx.spec.link, &body);
     }
 }
 
@@ -533,6 +554,6 @@ async fn drain(spec: &RoomSpec, commands: &mut mpsc::Receiver<QueuedCommand>, re
             continue;
         }
         let body = command::response(Err(CommandError::ShuttingDown), command.command.transaction);
-        spec.link.publish(command.reply.publish(&body));
+        command.reply.deliver(&spec.link, &body);
     }
 }

@@ -12,6 +12,9 @@ use super::command::{self, CommandError, ParsedCommand};
 use super::ownership::Ownership;
 use super::room::{QueuedCommand, Reply};
 use super::{Bridge, ROOM_COMMAND_QUEUE, requests};
+use std::sync::Arc;
+
+use crate::control::hub::{Hub, ReplyTo};
 use crate::mqtt::Inbound;
 use crate::surface::{CommandTopic, RoomCommand, Topics};
 
@@ -67,8 +70,52 @@ pub(super) async fn route(
         let Some(target) = topics.parse_command(&message.topic) else {
             continue;
         };
-        dispatch(&bridge, &topics, limits, target, message);
+        dispatch(&bridge, &topics, limits, target, message, None);
     }
+}
+
+/// A local command's topic is not a command topic.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "'{0}' is not a command topic (expected <room>/set, <room>/set/<field>, <room>/request/<method> or bridge/request/<name>)"
+)]
+pub struct NotACommand(pub String);
+
+/// A command from a local control surface ([`Bridge::submit`]).
+pub(super) fn submit_local(
+    bridge: &Bridge,
+    topic: &str,
+    payload: bytes::Bytes,
+    reply_to: ReplyTo,
+) -> Result<(), NotACommand> {
+    let full = format!("{}/{topic}", bridge.topics.base());
+    let Some(target) = bridge.topics.parse_command(&full) else {
+        return Err(NotACommand(crate::surface::fields::shorten(topic)));
+    };
+    bridge
+        .hub
+        .stats()
+        .commands
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let message = Inbound {
+        topic: full,
+        payload,
+        retain: false,
+        response_topic: None,
+        correlation: None,
+        expiry: None,
+        queued_for: None,
+    };
+    let local = (bridge.hub.clone(), reply_to);
+    dispatch(
+        bridge,
+        &bridge.topics,
+        bridge.limits,
+        target,
+        message,
+        Some(local),
+    );
+    Ok(())
 }
 
 /// Whether another instance answers commands for this room (so this one stays silent).
@@ -96,13 +143,16 @@ fn dispatch(
     limits: Limits,
     target: CommandTopic,
     message: Inbound,
+    local: Option<(Arc<Hub>, ReplyTo)>,
 ) {
-    if answered_elsewhere(bridge, &target, &message.topic) {
+    // A local client is always answered: it has no other instance to ask.
+    if local.is_none() && answered_elsewhere(bridge, &target, &message.topic) {
         return;
     }
-    // An empty payload is how a retained message is cleared (`mosquitto_pub -r -n`); the broker
+    // An empty MQTT payload is how a retained message is cleared (`mosquitto_pub -r -n`); the broker
     // forwards the clear to subscribers as an ordinary message. It is never a command.
-    if message.payload.is_empty() {
+    // A local client's empty payload is just that (no parameters): it is answered.
+    if message.payload.is_empty() && local.is_none() {
         debug!(topic = %message.topic, "ignoring an empty command payload");
         return;
     }
@@ -117,6 +167,7 @@ fn dispatch(
                 None => topics.bridge_response(target.name()),
             }),
         correlation: message.correlation.clone(),
+        local: None,
     };
     // A response topic echoes the command topic's levels: one built from a huge topic would be
     // too long to publish (rumqttc would send a malformed packet and lose the connection).
@@ -125,7 +176,13 @@ fn dispatch(
     if oversized {
         reply.topic = topics.bridge_response("error");
     }
-    let respond = |body: Value| bridge.link.publish(reply.publish(&body));
+    if local.is_some() {
+        // Local clients see topics relative to the base topic.
+        let base = topics.base().len() + 1;
+        reply.topic = reply.topic.get(base..).unwrap_or_default().to_owned();
+        reply.local = local;
+    }
+    let respond = |body: Value| reply.deliver(&bridge.link, &body);
     let refuse = |error: CommandError, transaction: Option<Value>| {
         warn!(topic = %message.topic, %error, "refusing a command");
         respond(command::response(Err(error), transaction));
@@ -191,6 +248,14 @@ fn dispatch(
         };
         return refuse(error, early_transaction());
     };
+    if let Ownership::Refused { by, .. } = &*room.ownership.borrow() {
+        // Only a local command gets here (one from the broker is left to the owner).
+        let error = CommandError::ServedElsewhere {
+            room: room_id.clone(),
+            by: by.clone(),
+        };
+        return refuse(error, early_transaction());
+    }
     let parsed: Result<ParsedCommand, _> = match command {
         RoomCommand::Set => command::parse_set(payload),
         RoomCommand::SetField(field) => Ok(command::parse_set_field(field, payload)),

@@ -22,6 +22,13 @@ pub fn explain(settings: &Settings) -> String {
         m.port,
         m.client_id
     );
+    for (host, port) in &m.failover {
+        let _ = writeln!(
+            out,
+            "  further node: {scheme}://{}:{port} (failover, in this order)",
+            host_port_host(host)
+        );
+    }
     let auth = match (&m.username, &m.password, &m.password_file) {
         (None, _, _) => "anonymous".to_owned(),
         (Some(user), None, _) => format!("user {user:?} without password"),
@@ -95,11 +102,33 @@ pub fn explain(settings: &Settings) -> String {
         settings.log.level, settings.log.format
     );
     match settings.http.listen {
+        Some(addr) if settings.http.control => {
+            let _ = writeln!(
+                out,
+                "HTTP: http://{addr}/ (health and metrics; control surface /api {})",
+                token_summary(&settings.http.auth_token, &settings.http.auth_token_file)
+            );
+        }
         Some(addr) => {
-            let _ = writeln!(out, "HTTP: http://{addr}/ (health and metrics)");
+            let _ = writeln!(
+                out,
+                "HTTP: http://{addr}/ (health and metrics; control surface off: http.control = false)"
+            );
         }
         None => {
             let _ = writeln!(out, "HTTP: off");
+        }
+    }
+    match settings.panel.listen {
+        Some(addr) => {
+            let _ = writeln!(
+                out,
+                "Panel TCP protocol: {addr} ({})",
+                token_summary(&settings.panel.auth_token, &settings.panel.auth_token_file)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Panel TCP protocol: off");
         }
     }
     let _ = writeln!(out, "Rooms ({}):", settings.rooms.len());
@@ -157,4 +186,16 @@ fn room_summary(out: &mut String, room: &RoomSettings) {
         room.reconnect_max.as_secs(),
         room.auth_retry.as_secs()
     );
+}
+
+/// How a control surface is protected, without the token.
+fn token_summary(
+    token: &Option<crate::secret::Secret>,
+    file: &Option<std::path::PathBuf>,
+) -> String {
+    match (token, file) {
+        (Some(_), Some(path)) => format!("token from {}", path.display()),
+        (Some(_), None) => "token set".to_owned(),
+        (None, _) => "no token: loopback only".to_owned(),
+    }
 }

@@ -66,8 +66,10 @@ pub struct Settings {
     pub mqtt: MqttSettings,
     /// Logging.
     pub log: LogSettings,
-    /// The optional health/metrics endpoint.
+    /// The optional health/metrics endpoint and control surface.
     pub http: HttpSettings,
+    /// The optional TCP line protocol for panels.
+    pub panel: PanelSettings,
     /// How Rooms are announced to Home Assistant.
     pub homeassistant: HomeAssistantSettings,
     /// The Rooms to bridge; at least one, ids unique.
@@ -195,11 +197,49 @@ impl fmt::Display for LogFormat {
     }
 }
 
-/// `[http]`: the health/metrics endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// `[http]`: the health/metrics endpoint, and the control surface beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpSettings {
     /// Address to listen on (`http.listen`, e.g. `127.0.0.1:9180`); `None` = off.
     pub listen: Option<SocketAddr>,
+    /// `http.control`: serve the WebSocket API (`/api`) and the web UI (`/`) besides the
+    /// probes (default `true`). Off anywhere but loopback unless a token is set.
+    pub control: bool,
+    /// `http.auth_token` (or read from `http.auth_token_file`): what control clients must send.
+    /// Required when `listen` is not a loopback address and `control` is on.
+    pub auth_token: Option<Secret>,
+    /// Where the token was read from.
+    pub auth_token_file: Option<PathBuf>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> HttpSettings {
+        HttpSettings {
+            listen: None,
+            control: true,
+            auth_token: None,
+            auth_token_file: None,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// Whether the control surface is served: listening, and `control` on.
+    pub fn control_enabled(&self) -> bool {
+        self.listen.is_some() && self.control
+    }
+}
+
+/// `[panel]`: the TCP line protocol for control systems (off by default).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PanelSettings {
+    /// Address to listen on (`panel.listen`, e.g. `127.0.0.1:9181`); `None` = off.
+    pub listen: Option<SocketAddr>,
+    /// `panel.auth_token` (or `panel.auth_token_file`): what a client sends with `AUTH`.
+    /// Required when `listen` is not a loopback address.
+    pub auth_token: Option<Secret>,
+    /// Where the token was read from.
+    pub auth_token_file: Option<PathBuf>,
 }
 
 /// One `[[rooms]]` entry.

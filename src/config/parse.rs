@@ -13,13 +13,13 @@ use super::error::from_config_crate;
 use super::read::{ENV_PREFIX, Problems, Section, quote, show};
 use super::{
     ConfigError, HomeAssistantSettings, HttpSettings, LogFormat, LogSettings, MqttSettings,
-    MqttTls, MqttVersion, RoomSettings, Settings,
+    MqttTls, MqttVersion, PanelSettings, RoomSettings, Settings,
 };
 use crate::homeassistant::DiscoveryMode;
 use crate::protocol::catalog;
 use crate::secret::Secret;
 
-pub(super) const ROOT_KEYS: &[&str] = &["mqtt", "log", "http", "homeassistant", "rooms"];
+pub(super) const ROOT_KEYS: &[&str] = &["mqtt", "log", "http", "panel", "homeassistant", "rooms"];
 pub(super) const MQTT_KEYS: &[&str] = &[
     "host",
     "hosts",
@@ -43,7 +43,8 @@ pub(super) const MQTT_KEYS: &[&str] = &[
 ];
 pub(super) const TLS_KEYS: &[&str] = &["ca_file", "cert_file", "key_file"];
 pub(super) const LOG_KEYS: &[&str] = &["level", "format"];
-pub(super) const HTTP_KEYS: &[&str] = &["listen"];
+pub(super) const HTTP_KEYS: &[&str] = &["listen", "control", "auth_token", "auth_token_file"];
+pub(super) const PANEL_KEYS: &[&str] = &["listen", "auth_token", "auth_token_file"];
 pub(super) const HOMEASSISTANT_KEYS: &[&str] = &["discovery_mode"];
 pub(super) const ROOM_KEYS: &[&str] = &[
     "id",
@@ -132,7 +133,12 @@ fn settings(root: Map<String, Value>, env: &SplitEnv, p: &mut Problems) -> Setti
     let http_sec = p
         .table(&mut root, "http")
         .unwrap_or_else(|| Section::new("http", Map::new()));
-    let http = http(http_sec, p);
+    let http = http(http_sec, creds, p);
+
+    let panel_sec = p
+        .table(&mut root, "panel")
+        .unwrap_or_else(|| Section::new("panel", Map::new()));
+    let panel = panel(panel_sec, creds, p);
 
     let ha_sec = p
         .table(&mut root, "homeassistant")
@@ -150,6 +156,7 @@ fn settings(root: Map<String, Value>, env: &SplitEnv, p: &mut Problems) -> Setti
         mqtt,
         log,
         http,
+        panel,
         homeassistant,
         rooms,
     }
@@ -638,30 +645,135 @@ fn homeassistant(mut s: Section, p: &mut Problems) -> HomeAssistantSettings {
     }
 }
 
-fn http(mut s: Section, p: &mut Problems) -> HttpSettings {
-    let listen =
-        p.opt_string(&mut s, "listen")
-            .and_then(|raw| match raw.trim().parse::<SocketAddr>() {
-                Ok(addr) if addr.port() != 0 => Some(addr),
-                Ok(_) => {
-                    p.push(
-                        s.key("listen"),
-                        format!("{}: port 0 is out of range", quote(&raw)),
-                        "a port 1–65535",
-                    );
-                    None
-                }
-                Err(_) => {
-                    p.push(
-                        s.key("listen"),
-                        format!("{} is not an IP address with a port", quote(&raw)),
-                        "e.g. \"127.0.0.1:9180\" or \"[::]:9180\"; empty = off",
-                    );
-                    None
-                }
-            });
+fn http(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> HttpSettings {
+    let listen = listen_address(
+        &mut s,
+        p,
+        "e.g. \"127.0.0.1:9180\" or \"[::]:9180\"; empty = off",
+    );
+    let control = p.boolean(&mut s, "control").unwrap_or(true);
+    let (auth_token, auth_token_file) = token(&mut s, creds, p);
+    if let Some(addr) = listen
+        && control
+        && auth_token.is_none()
+        && crate::control::auth::needs_token(addr)
+        && !has_problem(p, &s.key("auth_token_file"))
+    {
+        p.push(
+            s.key("auth_token"),
+            format!(
+                "is not set, and http.listen = \"{addr}\" is reachable from other hosts: the control surface (the WebSocket API at /api, the web UI) would be open to anyone there"
+            ),
+            "http.auth_token or http.auth_token_file (e.g. from `openssl rand -hex 16`), or listen on 127.0.0.1, or http.control = false (health and metrics only)",
+        );
+    }
     p.finish(s, HTTP_KEYS);
-    HttpSettings { listen }
+    HttpSettings {
+        listen,
+        control,
+        auth_token,
+        auth_token_file,
+    }
+}
+
+fn panel(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> PanelSettings {
+    let listen = listen_address(
+        &mut s,
+        p,
+        "e.g. \"127.0.0.1:9181\" or \"[::]:9181\"; empty = off",
+    );
+    let (auth_token, auth_token_file) = token(&mut s, creds, p);
+    if let Some(addr) = listen
+        && auth_token.is_none()
+        && crate::control::auth::needs_token(addr)
+        && !has_problem(p, &s.key("auth_token_file"))
+    {
+        p.push(
+            s.key("auth_token"),
+            format!(
+                "is not set, and panel.listen = \"{addr}\" is reachable from other hosts: anyone there could control the rooms"
+            ),
+            "panel.auth_token or panel.auth_token_file (clients send AUTH <token>), or listen on 127.0.0.1",
+        );
+    }
+    p.finish(s, PANEL_KEYS);
+    PanelSettings {
+        listen,
+        auth_token,
+        auth_token_file,
+    }
+}
+
+/// Whether a problem was already reported for `key`.
+fn has_problem(p: &Problems, key: &str) -> bool {
+    p.list.iter().any(|problem| problem.key == key)
+}
+
+/// Shortest token accepted.
+pub(super) const MIN_TOKEN_LEN: usize = 12;
+
+/// `auth_token` / `auth_token_file` of a control surface: at least [`MIN_TOKEN_LEN`]
+/// characters, no spaces or control characters (it travels in a header, a URL and a line).
+fn token(
+    s: &mut Section,
+    creds: Option<&Path>,
+    p: &mut Problems,
+) -> (Option<Secret>, Option<PathBuf>) {
+    let (token, file) = secret_pair(p, s, "auth_token", "auth_token_file", creds);
+    let Some(token) = token else {
+        return (None, file);
+    };
+    let key = if file.is_some() {
+        s.key("auth_token_file")
+    } else {
+        s.key("auth_token")
+    };
+    let text = token.expose();
+    let problem = if text.chars().count() < MIN_TOKEN_LEN {
+        Some(format!(
+            "is too short ({} characters)",
+            text.chars().count()
+        ))
+    } else if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("contains spaces or control characters".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(message) => {
+            p.push(
+                key,
+                message,
+                format!("at least {MIN_TOKEN_LEN} characters without spaces, e.g. from `openssl rand -hex 16`"),
+            );
+            (None, file)
+        }
+        None => (Some(token), file),
+    }
+}
+
+/// `listen`: an IP address with a port; empty = off.
+fn listen_address(s: &mut Section, p: &mut Problems, expected: &str) -> Option<SocketAddr> {
+    p.opt_string(s, "listen")
+        .and_then(|raw| match raw.trim().parse::<SocketAddr>() {
+            Ok(addr) if addr.port() != 0 => Some(addr),
+            Ok(_) => {
+                p.push(
+                    s.key("listen"),
+                    format!("{}: port 0 is out of range", quote(&raw)),
+                    "a port 1–65535",
+                );
+                None
+            }
+            Err(_) => {
+                p.push(
+                    s.key("listen"),
+                    format!("{} is not an IP address with a port", quote(&raw)),
+                    expected,
+                );
+                None
+            }
+        })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -93,13 +93,16 @@ fn example_file_parses() {
 #[test]
 fn example_file_documents_every_key() {
     // Every key the loader knows appears in the example (commented or not).
-    use super::parse::{HOMEASSISTANT_KEYS, HTTP_KEYS, LOG_KEYS, MQTT_KEYS, ROOM_KEYS, TLS_KEYS};
-    let tables = ["[mqtt.tls]", "[homeassistant]", "[[rooms]]"];
+    use super::parse::{
+        HOMEASSISTANT_KEYS, HTTP_KEYS, LOG_KEYS, MQTT_KEYS, PANEL_KEYS, ROOM_KEYS, TLS_KEYS,
+    };
+    let tables = ["[mqtt.tls]", "[homeassistant]", "[panel]", "[[rooms]]"];
     let keys = [
         MQTT_KEYS,
         TLS_KEYS,
         LOG_KEYS,
         HTTP_KEYS,
+        PANEL_KEYS,
         HOMEASSISTANT_KEYS,
         ROOM_KEYS,
     ]
@@ -872,4 +875,64 @@ fn problems_of(text: &str) -> Vec<Problem> {
 
 fn keys_of(problems: &[Problem]) -> Vec<&str> {
     keys(problems)
+}
+
+#[test]
+fn control_surfaces_off_loopback_need_a_token() {
+    // Loopback: no token needed.
+    let s = load(
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:9180\"\n[panel]\nlisten = \"[::1]:9181\"\n{MINIMAL}"
+        ),
+        &[],
+    )
+    .unwrap();
+    assert!(s.http.control_enabled() && s.http.auth_token.is_none());
+    assert_eq!(s.panel.listen, Some("[::1]:9181".parse().unwrap()));
+    // Any other address without a token refuses to start, naming the key and the ways out.
+    let found = problems(
+        &format!(
+            "[http]\nlisten = \"0.0.0.0:9180\"\n[panel]\nlisten = \"192.0.2.1:9181\"\n{MINIMAL}"
+        ),
+        &[],
+    );
+    assert_eq!(keys(&found), ["http.auth_token", "panel.auth_token"]);
+    assert!(
+        found[0].expected.contains("http.control = false"),
+        "{found:?}"
+    );
+    // Health and metrics only: the Docker setup.
+    let s = load(
+        &format!("[http]\nlisten = \"0.0.0.0:9180\"\ncontrol = false\n{MINIMAL}"),
+        &[],
+    )
+    .unwrap();
+    assert!(!s.http.control_enabled());
+    // A token (inline, from the environment or a file) opens it; never shown.
+    let token = "Zq9-token-4f1e2d";
+    let s = load(
+        &format!("[http]\nlisten = \"0.0.0.0:9180\"\n{MINIMAL}"),
+        &[("TRUECONF2MQTT__HTTP__AUTH_TOKEN", token)],
+    )
+    .unwrap();
+    assert_eq!(s.http.auth_token.as_ref().map(Secret::expose), Some(token));
+    assert!(!format!("{s:?}").contains(token));
+    assert!(!super::explain(&s).contains(token));
+    let dir = temp_dir();
+    std::fs::write(dir.join("panel-token"), format!("{token}\n")).unwrap();
+    let s = load(
+        &format!(
+            "[panel]\nlisten = \"0.0.0.0:9181\"\nauth_token_file = {:?}\n{MINIMAL}",
+            dir.join("panel-token")
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s.panel.auth_token.as_ref().map(Secret::expose), Some(token));
+    // Short or spaced tokens are refused without being quoted.
+    for bad in ["x7q2", "has a space in it"] {
+        let found = problems(&format!("[panel]\nauth_token = {bad:?}\n{MINIMAL}"), &[]);
+        assert_eq!(keys(&found), ["panel.auth_token"], "{bad}");
+        assert!(!format!("{found:?}").contains(bad));
+    }
 }

@@ -170,6 +170,14 @@ impl Client {
         }
     }
 
+    /// Requests waiting in rumqttc's request channel (patches/rumqttc-0.25.1).
+    pub fn queued_requests(&self) -> usize {
+        match self {
+            Client::V4(c) => c.queued_requests(),
+            Client::V5(c) => c.queued_requests(),
+        }
+    }
+
     pub fn try_subscribe(&self, filter: &str, qos: QoS) -> Result<(), TryError> {
         match self {
             Client::V4(c) => c.try_subscribe(filter, qos).map_err(v4_error),
@@ -207,6 +215,7 @@ impl EventLoop {
                         payload: p.payload.clone(),
                         retain: p.retain,
                         correlation: None,
+                        urgent: false,
                     });
                     false
                 }
@@ -222,6 +231,7 @@ impl EventLoop {
                             .properties
                             .as_ref()
                             .and_then(|props| props.correlation_data.clone()),
+                        urgent: false,
                     });
                     false
                 }

@@ -104,6 +104,9 @@ pub struct Publish {
     pub retain: bool,
     /// MQTT 5 Correlation Data to send with a response.
     pub correlation: Option<Bytes>,
+    /// A transient message that goes before queued events: a response to a command, which must
+    /// not wait behind another room's flood of events.
+    pub urgent: bool,
 }
 
 impl Publish {
@@ -114,6 +117,7 @@ impl Publish {
             payload: payload.into(),
             retain: true,
             correlation: None,
+            urgent: false,
         }
     }
 
@@ -124,6 +128,15 @@ impl Publish {
             payload: payload.into(),
             retain: false,
             correlation: None,
+            urgent: false,
+        }
+    }
+
+    /// A response to a command: transient, and sent before queued events.
+    pub fn response(topic: impl Into<String>, payload: impl Into<Bytes>) -> Publish {
+        Publish {
+            urgent: true,
+            ..Publish::transient(topic, payload)
         }
     }
 }
@@ -213,11 +226,20 @@ struct LinkShared {
     backlog: AtomicUsize,
     /// Wakes producers waiting in [`MqttLink::ready`].
     room: Notify,
-    /// Set by the outbox task when rumqttc refused a request; the event loop task then signals
-    /// `space` when rumqttc takes the next one.
+    /// Set by the outbox task when rumqttc refused a request or the outbox held events back
+    /// ([`EVENT_DEPTH`]); the event loop task then signals `space` once rumqttc's request
+    /// channel holds at most `space_below` requests.
     space_wanted: AtomicBool,
+    space_below: AtomicUsize,
     space: Notify,
 }
+
+/// Events the outbox lets wait in rumqttc's request channel at a time. A response (or anything
+/// else) handed to rumqttc goes behind whatever waits there, so this bounds how long another
+/// room's flood of events can delay it: about this many publishes plus rumqttc's inflight
+/// window (100) at the broker's pace, a few ms. Still a full batch for rumqttc's writes
+/// (`max_request_batch`).
+const EVENT_DEPTH: usize = 128;
 
 /// Producers waiting in [`MqttLink::ready`] go on once the backlog is below this…
 const LOW_WATER: usize = 2048;
@@ -234,7 +256,13 @@ pub struct MqttLink {
     client: Client,
     qos: QoS,
     stats: Arc<MqttStats>,
+    /// Sees every message handed to [`MqttLink::publish`] (the local control surfaces).
+    tap: Option<Tap>,
 }
+
+/// A watcher of everything published through a link, broker connected or not. It must return
+/// quickly: it runs in the publisher's call.
+pub type Tap = Arc<dyn Fn(&Publish) + Send + Sync>;
 
 /// The running link: its handle, incoming publishes and the tasks to wait for.
 pub struct Started {
@@ -295,6 +323,7 @@ impl MqttLink {
                 client,
                 qos: options.qos,
                 stats,
+                tap: None,
             },
             inbound,
             task,
@@ -305,6 +334,9 @@ impl MqttLink {
     /// dropped; events and responses keep their order and are bounded (see [`super::outbox`]):
     /// past the bound the oldest is dropped and counted.
     pub fn publish(&self, message: Publish) {
+        if let Some(tap) = &self.tap {
+            tap(&message);
+        }
         if !message.retain && self.publish_directly(&message) {
             return;
         }
@@ -333,12 +365,24 @@ impl MqttLink {
         shared.wake.notify_one();
     }
 
+    /// This link, with `tap` seeing every message published through it from now on (clones
+    /// made afterwards included).
+    pub fn with_tap(mut self, tap: Tap) -> MqttLink {
+        self.tap = Some(tap);
+        self
+    }
+
     /// The fast path of an event or response: straight into rumqttc's request channel, one task
     /// hop less, when the broker is connected and nothing is waiting in the outbox ahead of it
     /// (the backlog only reaches zero once every earlier message was handed over, so order is
     /// kept). `false`: take the outbox.
     fn publish_directly(&self, message: &Publish) -> bool {
         if self.shared.backlog.load(Ordering::Acquire) != 0 || !self.is_connected() {
+            return false;
+        }
+        // An event may not lengthen rumqttc's queue past [`EVENT_DEPTH`]: past it the outbox
+        // paces events, so responses do not wait behind them.
+        if !message.urgent && self.client.queued_requests() >= EVENT_DEPTH {
             return false;
         }
         let sent = self
@@ -527,7 +571,10 @@ async fn poll_loop(
                 }
             }
             Ok(Polled::Sent) => {
-                if shared.space_wanted.swap(false, Ordering::AcqRel) {
+                if shared.space_wanted.load(Ordering::Acquire)
+                    && client.queued_requests() <= shared.space_below.load(Ordering::Acquire)
+                    && shared.space_wanted.swap(false, Ordering::AcqRel)
+                {
                     shared.space.notify_one();
                 }
             }
@@ -694,11 +741,15 @@ impl OutboxTask {
                 self.dropped(dropped);
             }
             if connected {
-                // Set before trying, so a request rumqttc takes meanwhile is not missed.
+                // Set before trying, so a request rumqttc takes meanwhile is not missed. Woken
+                // again once rumqttc's channel is half empty: refilled in batches, not one
+                // request per wake-up.
+                shared.space_below.store(EVENT_DEPTH / 2, Ordering::Release);
                 shared.space_wanted.store(true, Ordering::Release);
                 let (client, qos) = (&self.client, self.qos);
                 let before = self.outbox.queued();
-                let drained = self.outbox.drain(|p| {
+                let events = EVENT_DEPTH.saturating_sub(client.queued_requests());
+                let drained = self.outbox.drain(events, |p| {
                     client
                         .try_publish(
                             &p.topic,
@@ -717,9 +768,17 @@ impl OutboxTask {
                             TryError::Full => {}
                         })
                 });
-                blocked = drained.blocked;
+                blocked = drained.blocked || drained.throttled;
+                if drained.blocked {
+                    // The channel is full (retained messages after a reconnect): refill it
+                    // once half of it went out.
+                    shared
+                        .space_below
+                        .store(REQUEST_CAPACITY / 2, Ordering::Release);
+                }
                 if !blocked {
                     shared.space_wanted.store(false, Ordering::Release);
+                    self.outbox.shrink();
                 }
                 self.stats
                     .published

@@ -7,5 +7,5 @@ mod outbox;
 mod retained;
 
 pub use client::{MAX_OUTGOING_PAYLOAD, TlsOptions, Version, incoming_packet_limit};
-pub use link::{Connection, Inbound, LinkOptions, MqttLink, MqttStats, Publish, Started};
+pub use link::{Connection, Inbound, LinkOptions, MqttLink, MqttStats, Publish, Started, Tap};
 pub use retained::{REPLICATION_BOUND, check_retained_shared, read_retained};

@@ -65,6 +65,14 @@ impl AsyncClient {
         AsyncClient { request_tx }
     }
 
+    /// Requests waiting in the request channel, not yet taken by the `EventLoop`.
+    ///
+    /// A producer with traffic of different urgency can keep this queue short for the bulk of
+    /// its requests, so an urgent request never waits behind a long queue of others.
+    pub fn queued_requests(&self) -> usize {
+        self.request_tx.len()
+    }
+
     /// Sends a MQTT Publish to the `EventLoop`.
     pub async fn publish<S, V>(
         &self,

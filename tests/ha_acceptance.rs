@@ -812,6 +812,9 @@ async fn per_entity_configs_migrate_to_a_device_config_keeping_what_the_user_cha
     // (an "Invalid option … ['none']" error, gone with the next state); tolerated here only.
     let cleanup_note = "No device components to cleanup for trueconf2mqtt_boardroom";
     let invalid_option = "Invalid option for select.";
+    // Moving ~60 entities back and forth makes the MQTT integration log a few INFO lines each;
+    // past 200 Home Assistant's log throttle says so in a WARNING about the volume, not a problem.
+    let throttled = "is logging too frequently";
     let going_back: Vec<String> = ha.logged_problems()[problems_before_going_back..].to_vec();
     let notes = going_back
         .iter()
@@ -821,7 +824,9 @@ async fn per_entity_configs_migrate_to_a_device_config_keeping_what_the_user_cha
     let unexpected: Vec<&String> = going_back
         .iter()
         .filter(|l| l.contains("mqtt") || l.contains("trueconf") || l.contains(ROOM))
-        .filter(|l| !l.contains(cleanup_note) && !l.contains(invalid_option))
+        .filter(|l| {
+            !l.contains(cleanup_note) && !l.contains(invalid_option) && !l.contains(throttled)
+        })
         .collect();
     assert!(
         unexpected.is_empty(),

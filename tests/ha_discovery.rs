@@ -399,8 +399,8 @@ fn room_works_in_a_live_home_assistant() {
             "participant_count",
             json!({ "participants": [{ "peer_id": "alice@tc.example.com", "peer_dn": "Alice" }] }),
         )
-        // An empty text is Home Assistant's "no value" (`None`): `unknown` from the releases
-        // that read it so for every sensor (2026.11 checked); 2024.3.3 shows the text "None".
+        // An empty text is Home Assistant's "no value" (`None`): `unknown` for every sensor from
+        // 2024.10 on (home-assistant/core#127032); 2024.3.3 shows a text sensor's as "None".
         .state("caller", "None")
         .state("user", "boardroom@tc.example.com")
         .attrs("user", json!({ "user_name": "Board room" }))

@@ -413,6 +413,17 @@ const EVENT_NAMES: &[&str] = &[
     "monitorsInfoUpdated",
     "ptzControlsChanged",
     "requestInviteReceived",
+    "videoCapturerPresetAdded",
+    "videoCapturerPresetUpdated",
+    "videoCapturerPresetRemoved",
+    "videoCapturerPresetApplied",
+    "mySlideShowStarted",
+    "mySlideShowStopped",
+    "currentSlideIndexChanged",
+    "slideRemoved",
+    "recordRequest",
+    "roleEventOccured",
+    "requestCameraControlReceived",
     "brandNewEvent",
 ];
 
@@ -432,6 +443,9 @@ const REPLY_METHODS: &[&str] = &[
     "getPtzControls",
     "getSettings",
     "getCallHistory",
+    "getAllVideoCapturerPresets",
+    "addPresetFromCurrentVideoCapturer",
+    "getSlideShowInfo",
 ];
 
 /// Members that mean something in events or replies; each gets mostly well-typed values.
@@ -461,6 +475,16 @@ const KEYS: &[&str] = &[
     "serverInfo",
     "settings",
     "productInfo",
+    "presetId",
+    "presets",
+    "pan",
+    "desktopSharing",
+    "DSCaptureList",
+    "slides",
+    "currentSlideIdx",
+    "currentIdx",
+    "role",
+    "callId",
 ];
 
 fn small_json() -> impl Strategy<Value = Value> {

@@ -266,6 +266,12 @@ async fn content_and_slides_round_trip() {
     // Shared at the Room itself.
     p.room.room_shares(Some("Screen 2")).unwrap();
     p.probe.wait_value(&t("content"), "Screen 2", WAIT).await;
+    // The default source, and asking a participant to stop sharing.
+    p.ok("content", "default Screen 2").await;
+    p.state_where(|s| s["content_default"] == "Screen 2").await;
+    p.ok("content", "stop carol@sim.trueconf.local/c1").await;
+    let e = p.error("content", "stop dave@sim.trueconf.local/d1").await;
+    assert!(e.contains("no participant"), "{e}");
 
     // Slides: five loaded in the simulated Room.
     let e = p.error("slides", "7").await;

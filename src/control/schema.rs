@@ -101,6 +101,7 @@ fn setter_description(setter: Setter) -> Value {
             "type": "select",
             "options": ["stop"],
             "options_from": "content_sources",
+            "free_text": "stop <peer_id> | default <source>",
         }),
         Setter::Slides => json!({
             "type": "slides",

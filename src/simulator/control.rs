@@ -470,6 +470,48 @@ mod tests {
         assert!(parse_command("recording 1 maybe", 1).is_err());
     }
 
+    #[tokio::test]
+    async fn panel_commands_reach_the_room() {
+        let rooms = vec![
+            SimRoom::start(SimConfig {
+                http_port: 0,
+                ws_port: 0,
+                ..SimConfig::default()
+            })
+            .await
+            .unwrap(),
+        ];
+        let run = |line: &'static str| execute(&rooms, line);
+        assert_eq!(run("preset 1 save").await.as_deref(), Some("ok"));
+        assert_eq!(rooms[0].snapshot().presets.len(), 3);
+        assert_eq!(run("preset 1 apply 2").await.as_deref(), Some("ok"));
+        assert_eq!(rooms[0].snapshot().ptz.pan, -6);
+        assert_eq!(run("preset 1 remove 3").await.as_deref(), Some("ok"));
+        assert_eq!(rooms[0].snapshot().presets.len(), 2);
+        assert!(
+            run("preset 1 apply 9")
+                .await
+                .unwrap()
+                .starts_with("error: ")
+        );
+        // Content, slides, requests and recording need a call.
+        for line in [
+            "share 1 Screen 1",
+            "slides 1 start",
+            "podium 1 bob@srv/1",
+            "camctl 1 bob@srv/1",
+            "recordask 1 bob@srv/1",
+            "recording 1 on",
+        ] {
+            let answer = run(line).await.unwrap();
+            assert!(
+                answer.starts_with("error: not possible now"),
+                "{line}: {answer}"
+            );
+        }
+        rooms[0].stop().await;
+    }
+
     #[test]
     fn reads_lines_until_eof_lossily() {
         let (tx, mut rx) = mpsc::channel(8);

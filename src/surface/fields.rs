@@ -13,7 +13,15 @@ use serde_json::{Map, Value, json};
 
 use crate::protocol::{AppState, Device};
 use crate::room::panel::preset_label;
+
+mod checks;
+
 use crate::room::{PtzMove, RoomState};
+pub use checks::{check_callee, monitor_names};
+use checks::{
+    check_instance_id, content_source, current_monitor, find_participant, find_preset,
+    monitor_index, no_content_source, split_word,
+};
 
 /// Longest string published on a plain topic: Home Assistant drops longer states, and panels
 /// have small buffers.
@@ -88,7 +96,8 @@ pub enum Setter {
     /// `new` → `addPresetFromCurrentVideoCapturer`; an existing preset →
     /// `updatePresetFromCurrentVideoCapturer`.
     PresetSave,
-    /// `stop` → `stopCapture`; a content source name → `startCapture`.
+    /// A content source name → `startCapture`; `stop` → `stopCapture`; `stop <InstanceId>` →
+    /// `sendStopContentSharing`; `default <source>` → `setDefaultContentSource`.
     Content,
     /// `start`, `stop`, `next`, `prev` or a slide number.
     Slides,
@@ -726,6 +735,14 @@ pub static FIELDS: &[Field] = &[
         "content (a screen or window) is being shared",
     ),
     state_field(
+        "content_default",
+        Kind::Text,
+        false,
+        |s| text(s.panel.default_content_source.as_deref()),
+        &[],
+        "the Room's default content source (`defaultContentSource`); empty when none is set",
+    ),
+    state_field(
         "content_sources",
         Kind::List,
         false,
@@ -1044,7 +1061,9 @@ pub fn status_label(state: &RoomState) -> &'static str {
         Some(AppState::Connect) => "Connecting",
         Some(AppState::Login) => "Login required",
         Some(AppState::Normal) => "Idle",
-        Some(AppState::Wait) if state.callee.is_some() && state.caller.is_none() => "Calling",
+        // Ringing with nobody calling us: our own call rings out (an incoming call announces
+        // its caller with inviteReceived before appState 4, SPEC §7.1).
+        Some(AppState::Wait) if state.caller.is_none() => "Calling",
         Some(AppState::Wait) => "Ringing",
         Some(AppState::Conference) => "In call",
         Some(AppState::Close) => "Ending call",
@@ -1329,32 +1348,24 @@ impl Setter {
                 }
             }
             Setter::Content => {
-                if matches!(word.as_str(), "stop" | "off" | "none") {
-                    Action::new("stopCapture", json!({}))
-                } else {
-                    let sources = &state.panel.content_sources;
-                    let wanted = value.trim();
-                    let source = sources
-                        .iter()
-                        .find(|s| s.name == wanted)
-                        .or_else(|| sources.iter().find(|s| s.name.eq_ignore_ascii_case(wanted)))
-                        .or_else(|| sources.iter().find(|s| s.id.to_string() == wanted));
-                    let Some(source) = source else {
-                        let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-                        return Err(FieldError::Refused {
-                            field: name,
-                            reason: format!(
-                                "no content source '{}' (available: {}; or stop)",
-                                shorten(wanted),
-                                if names.is_empty() {
-                                    "none".to_owned()
-                                } else {
-                                    names.join(", ")
-                                }
-                            ),
-                        });
-                    };
+                let (verb, rest) = split_word(value);
+                let verb = verb.to_ascii_lowercase();
+                // A source's own name wins over the words (a window may be called "Stop …").
+                if let Some(source) = content_source(state, value) {
                     Action::new("startCapture", json!({ "captureId": source.id }))
+                } else if matches!(word.as_str(), "stop" | "off" | "none") {
+                    Action::new("stopCapture", json!({}))
+                } else if verb == "stop" {
+                    // `stop <InstanceId>`: ask a participant to stop sharing.
+                    check_instance_id(name, rest)?;
+                    Action::new("sendStopContentSharing", json!({ "peerId": rest }))
+                } else if verb == "default" && !rest.is_empty() {
+                    let Some(source) = content_source(state, rest) else {
+                        return Err(no_content_source(name, state, rest));
+                    };
+                    Action::new("setDefaultContentSource", json!({ "name": source.name }))
+                } else {
+                    return Err(no_content_source(name, state, value));
                 }
             }
             Setter::Slides => {
@@ -1525,7 +1536,10 @@ impl Setter {
             Setter::PresetSave => {
                 "`new` (save the camera position as a new preset) or an existing preset to overwrite"
             }
-            Setter::Content => "a content source name (see `content_sources`) or `stop`",
+            Setter::Content => {
+                "a content source name (see `content_sources`) to share it, `stop`; \
+                 `stop <InstanceId>` asks a participant to stop sharing, `default <source>` sets the default source"
+            }
             Setter::Slides => "`start`, `stop`, `next`, `prev`, `first`, `last` or a slide number",
             Setter::Remote { .. } => {
                 "`<InstanceId> ON` or `<InstanceId> OFF` (a participant's `peer_id`)"
@@ -1551,7 +1565,12 @@ impl Setter {
                 "addPresetFromCurrentVideoCapturer",
                 "updatePresetFromCurrentVideoCapturer",
             ],
-            Setter::Content => vec!["startCapture", "stopCapture"],
+            Setter::Content => vec![
+                "startCapture",
+                "stopCapture",
+                "sendStopContentSharing",
+                "setDefaultContentSource",
+            ],
             Setter::Slides => vec![
                 "startSlideShow",
                 "stopSlideShow",
@@ -1597,191 +1616,6 @@ pub fn markdown() -> String {
         ));
     }
     out
-}
-
-/// Splits off the first whitespace-separated word.
-fn split_word(text: &str) -> (&str, &str) {
-    let text = text.trim();
-    match text.find(char::is_whitespace) {
-        Some(i) => (&text[..i], text[i..].trim()),
-        None => (text, ""),
-    }
-}
-
-/// Longest TrueConf ID accepted for a call.
-const MAX_CALLEE: usize = 255;
-
-/// Checks a call target: a TrueConf ID (`user`, `user@server`, `user@server/instance`), a
-/// conference (`\c\<id>`) or an address; says what is wrong otherwise.
-pub fn check_callee(callee: &str) -> Result<(), String> {
-    if callee.chars().count() > MAX_CALLEE {
-        return Err(format!("longer than {MAX_CALLEE} characters"));
-    }
-    if let Some(c) = callee.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(if c.is_whitespace() {
-            "contains a space".to_owned()
-        } else {
-            "contains a control character".to_owned()
-        });
-    }
-    if let Some(c) = callee
-        .chars()
-        .find(|c| matches!(c, '"' | '\'' | '<' | '>' | ',' | ';' | '|'))
-    {
-        return Err(format!("contains '{c}'"));
-    }
-    if let Some(conference) = callee.strip_prefix("\\c\\") {
-        return if conference.is_empty() {
-            Err("the conference id after \\c\\ is missing".to_owned())
-        } else {
-            Ok(())
-        };
-    }
-    let (user, server) = match callee.split_once('@') {
-        Some((user, server)) => (user, Some(server)),
-        None => (callee, None),
-    };
-    if user.is_empty() {
-        return Err("the user part before '@' is empty".to_owned());
-    }
-    if let Some(server) = server {
-        let host = server.split('/').next().unwrap_or("");
-        if host.is_empty() {
-            return Err("the server part after '@' is empty".to_owned());
-        }
-        if host.contains('@') {
-            return Err("has more than one '@'".to_owned());
-        }
-        if host.starts_with('.') || host.ends_with('.') || host.contains("..") {
-            return Err(format!("'{}' is not a valid server name", shorten(host)));
-        }
-    }
-    Ok(())
-}
-
-/// An InstanceId (`user@server/instance`), the only form the remote-control commands take
-/// (SPEC §9).
-fn check_instance_id(field: &'static str, peer: &str) -> Result<(), FieldError> {
-    let ok = peer
-        .split_once('@')
-        .and_then(|(user, rest)| Some((user, rest.split_once('/')?)))
-        .is_some_and(|(user, (server, instance))| {
-            !user.is_empty() && !server.is_empty() && !instance.is_empty()
-        });
-    if ok && !peer.chars().any(char::is_whitespace) {
-        Ok(())
-    } else {
-        Err(FieldError::Invalid {
-            field,
-            expected: "a participant's InstanceId (user@server/instance, see `participants`)"
-                .into(),
-            got: shorten(peer),
-        })
-    }
-}
-
-/// The participant a remote-control command names: an InstanceId of the running call.
-fn find_participant(
-    field: &'static str,
-    state: &RoomState,
-    peer: &str,
-) -> Result<String, FieldError> {
-    check_instance_id(field, peer)?;
-    let Some(conference) = state.conference.as_ref().filter(|_| state.in_call()) else {
-        return Err(FieldError::Refused {
-            field,
-            reason: "no call is running".into(),
-        });
-    };
-    if conference.participants.is_empty() || conference.participants.contains(peer) {
-        return Ok(peer.to_owned());
-    }
-    let listed: Vec<&str> = conference
-        .participants
-        .iter()
-        .take(10)
-        .map(|p| p.peer_id.as_str())
-        .collect();
-    Err(FieldError::Refused {
-        field,
-        reason: format!(
-            "'{}' is not in the call (participants: {}{})",
-            shorten(peer),
-            listed.join(", "),
-            if conference.participants.len() > listed.len() {
-                ", …"
-            } else {
-                ""
-            }
-        ),
-    })
-}
-
-/// The preset id a payload names, or why there is none.
-fn find_preset(field: &'static str, state: &RoomState, wanted: &str) -> Result<String, FieldError> {
-    let panel = &state.panel;
-    match panel.find_preset(wanted) {
-        Some(i) => Ok(panel.presets[i].id.clone()),
-        None if panel.presets.is_empty() => Err(FieldError::Refused {
-            field,
-            reason: "the Room has no camera presets (save one with preset_save = new)".into(),
-        }),
-        None => Err(FieldError::Refused {
-            field,
-            reason: format!(
-                "no preset '{}' (available: {})",
-                shorten(wanted.trim()),
-                panel.preset_labels().join(", ")
-            ),
-        }),
-    }
-}
-
-/// The monitors of `getMonitorsInfo`, by name, in the Room's order.
-pub fn monitor_names(state: &RoomState) -> Vec<String> {
-    monitor_list(state)
-        .iter()
-        .map(|m| {
-            m.get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        })
-        .collect()
-}
-
-fn monitor_list(state: &RoomState) -> Vec<Value> {
-    state
-        .monitors
-        .as_ref()
-        .and_then(|m| m.get("monitors"))
-        .and_then(Value::as_array)
-        .map(|list| list.iter().take(64).cloned().collect())
-        .unwrap_or_default()
-}
-
-/// The `index` of the `i`-th monitor (its position when it has none).
-fn monitor_index(state: &RoomState, i: usize) -> Option<i64> {
-    let list = monitor_list(state);
-    let m = list.get(i)?;
-    Some(m.get("index").and_then(Value::as_i64).unwrap_or(i as i64))
-}
-
-/// The name of the monitor showing the main window.
-fn current_monitor(state: &RoomState) -> Value {
-    let current = state
-        .monitors
-        .as_ref()
-        .and_then(|m| m.get("currentMonitor"))
-        .and_then(Value::as_i64);
-    let name = current.and_then(|c| {
-        monitor_list(state)
-            .into_iter()
-            .enumerate()
-            .find(|(i, m)| m.get("index").and_then(Value::as_i64).unwrap_or(*i as i64) == c)
-            .and_then(|(_, m)| m.get("name").and_then(Value::as_str).map(str::to_owned))
-    });
-    json!(name.unwrap_or_default())
 }
 
 fn find_device(field: &'static str, list: &[Device], wanted: &str) -> Result<Device, FieldError> {
@@ -1969,6 +1803,16 @@ mod tests {
             65537
         );
         assert_eq!(action("content", "stop").unwrap().method, "stopCapture");
+        assert_eq!(
+            action("content", "stop bob@srv/1").unwrap().method,
+            "sendStopContentSharing"
+        );
+        assert!(action("content", "stop bob").is_err());
+        assert_eq!(
+            action("content", "default screen 1").unwrap().params["name"],
+            "Screen 1"
+        );
+        assert!(action("content", "default Screen 9").is_err());
         assert_eq!(action("slides", "3").unwrap().params["idx"], 2);
         assert!(action("slides", "0").is_err());
         assert!(action("slides", "4").is_err());

@@ -124,6 +124,35 @@ def main():
         check("simulator control: chat", sim.control("chat 1 bob@sim.trueconf.local hello room") == "ok")
         check("incomingChatMessage handler fires", wait_for(lambda: ("chat", "hello room") in seen), str(seen))
 
+        # The room panel (issue 17): slides and recording consent through the client's own
+        # methods and handler filters.
+        @room.handler({"event": "mySlideShowStarted", "title": None, "currentSlideIndex": None})
+        def on_slides(response):
+            seen.append(("slides", response["title"]))
+
+        @room.handler({"event": "currentSlideIndexChanged", "currentIdx": None})
+        def on_slide(response):
+            seen.append(("slide", response["currentIdx"]))
+
+        @room.handler({"event": "recordRequest", "peerId": None, "peerDn": None, "confId": None})
+        def on_record(response):
+            seen.append(("record", response["peerId"]))
+
+        @room.handler({"event": "recordRequestReply", "peerId": None, "recordAllowed": None, "confId": None})
+        def on_record_reply(response):
+            seen.append(("recordReply", response["recordAllowed"]))
+
+        room.methods.startSlideShow("Q4")
+        check("startSlideShow fires mySlideShowStarted", wait_for(lambda: ("slides", "Q4") in seen), str(seen))
+        room.methods.showNextSlide()
+        check("showNextSlide fires currentSlideIndexChanged", wait_for(lambda: ("slide", 1) in seen), str(seen))
+        carol = "carol@sim.trueconf.local/c1"
+        check("simulator control: join", sim.control(f"join 1 {carol} Carol") == "ok")
+        check("simulator control: a participant asks to record", sim.control(f"recordask 1 {carol}") == "ok")
+        check("recordRequest handler fires", wait_for(lambda: ("record", carol) in seen), str(seen))
+        room.methods.allowRecord(carol)
+        check("allowRecord answers with recordRequestReply", wait_for(lambda: ("recordReply", True) in seen), str(seen))
+
         room.methods.hangUp()
         check("hangUp returns to the normal state", wait_for(lambda: room.getAppState() == 3))
         room.close_session()

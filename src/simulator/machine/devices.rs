@@ -189,7 +189,7 @@ impl Machine {
             "currentVideoCapturerName": cam_n,
             "currentVideoCapturerDescription": cam_d,
             "currentVideoCapturerType": cam_t,
-            "defaultContentSource": "",
+            "defaultContentSource": self.panel.default_source,
             "DSCaptureList": self
                 .capture_sources()
                 .into_iter()

@@ -62,6 +62,8 @@ pub(super) struct PanelState {
     pub(super) podium_requests: Vec<Participant>,
     pub(super) camera_requests: Vec<String>,
     pub(super) current_monitor: i64,
+    /// `defaultContentSource` (empty: none).
+    pub(super) default_source: String,
 }
 
 fn axis_json(value: Option<i64>) -> Value {
@@ -348,6 +350,27 @@ impl Machine {
                         return Err(Refusal::NotAvailable);
                     }
                     self.announce_app_state(fx);
+                    Ok(Map::new())
+                }
+                "sendStopContentSharing" => {
+                    // Asks a participant to stop sharing; what the far end does is not the
+                    // Room's to announce (inferred: nothing follows here).
+                    self.in_conference()?;
+                    let peer = str_param(p, "peerId");
+                    if !self.has_participant(peer) {
+                        return Err(Refusal::Invalid(format!("no participant '{peer}'")));
+                    }
+                    Ok(Map::new())
+                }
+                "setDefaultContentSource" => {
+                    let name = str_param(p, "name");
+                    if !self.capture_sources().iter().any(|s| s.1 == name) {
+                        return Err(Refusal::Invalid(format!("no content source '{name}'")));
+                    }
+                    self.panel.default_source = name.to_owned();
+                    // Part of the getHardware payload (defaultContentSource), so announced
+                    // like a device change (inferred).
+                    fx.emit("hardwareChanged", Value::Object(self.hardware_payload()));
                     Ok(Map::new())
                 }
                 "getSlideShowInfo" => Ok(self.slideshow_payload()),

@@ -541,3 +541,125 @@ fn tokens_look_like_the_documented_ones() {
         "bounded: the oldest token is forgotten"
     );
 }
+
+#[test]
+fn presets_belong_to_a_camera_and_restore_its_position_and_mute() {
+    let mut m = machine(StartState::LoggedIn);
+    let (reply, _) = req(&mut m, "getAllVideoCapturerPresets", json!({}));
+    let presets = reply["presets"].as_array().unwrap().clone();
+    assert_eq!(presets.len(), 2);
+    assert_eq!(presets[1]["pan"], json!({"isPresent": true, "value": -6}));
+    let ptz_camera = presets[0]["videoCapturerName"].clone();
+
+    // Switch to the camera without PTZ, mute it, then apply preset 2: back to the PTZ camera,
+    // at the stored position, unmuted, announced in this order.
+    let (cams, _) = req(&mut m, "getHardware", json!({}));
+    let other = cams["videoCapturers"][1].clone();
+    ok(&req(
+        &mut m,
+        "setVideoCapturer",
+        json!({"name": other["name"], "description": other["description"]}),
+    )
+    .0);
+    ok(&req(&mut m, "setVideoMute", json!({"mute": true})).0);
+    let (reply, fx) = req(
+        &mut m,
+        "applyVideoCapturerPreset",
+        json!({"presetId": presets[1]["presetId"]}),
+    );
+    ok(&reply);
+    assert_eq!(
+        names(&fx),
+        [
+            "hardwareChanged",
+            "ptzControlsChanged",
+            "videoCapturerMute",
+            "videoCapturerPresetApplied"
+        ]
+    );
+    let snap = m.snapshot();
+    assert_eq!(snap.camera.as_deref(), ptz_camera.as_str());
+    assert_eq!((snap.ptz.pan, snap.ptz.tilt, snap.ptz.zoom), (-6, 3, 3));
+    assert!(!snap.camera_muted);
+
+    // Save, update, remove; unknown ids are refused.
+    ok(&req(&mut m, "ptzRight", json!({})).0);
+    let (reply, fx) = req(&mut m, "addPresetFromCurrentVideoCapturer", json!({}));
+    ok(&reply);
+    assert_eq!(reply["pan"], json!({"isPresent": true, "value": -5}));
+    assert_eq!(names(&fx), ["videoCapturerPresetAdded"]);
+    let id = reply["presetId"].as_str().unwrap().to_owned();
+    assert_eq!(m.snapshot().presets.len(), 3);
+    ok(&req(&mut m, "ptzRight", json!({})).0);
+    let (reply, fx) = req(
+        &mut m,
+        "updatePresetFromCurrentVideoCapturer",
+        json!({"presetId": id}),
+    );
+    ok(&reply);
+    assert_eq!(reply["pan"]["value"], json!(-4));
+    assert_eq!(names(&fx), ["videoCapturerPresetUpdated"]);
+    let (reply, fx) = req(&mut m, "removeVideoCapturerPreset", json!({"presetId": id}));
+    ok(&reply);
+    assert_eq!(fx.events[0].fields["presetId"], json!(id));
+    refused(
+        &req(&mut m, "applyVideoCapturerPreset", json!({"presetId": id})).0,
+        error_text::INVALID_PARAMETERS,
+    );
+}
+
+#[test]
+fn content_slides_and_requests_live_in_a_call() {
+    let mut m = machine(StartState::LoggedIn);
+    refused(
+        &req(&mut m, "startCapture", json!({"captureId": 65537})).0,
+        error_text::NOT_AVAILABLE,
+    );
+    refused(
+        &req(&mut m, "startSlideShow", json!({})).0,
+        error_text::NOT_AVAILABLE,
+    );
+    assert!(m.podium_request("bob@srv/1").is_err());
+    let fx = m.incoming_call("bob@srv", "Bob").unwrap();
+    assert!(!fx.events.is_empty());
+    ok(&req(&mut m, "accept", json!({})).0);
+    m.participant_joins("carol@srv/c1", "Carol").unwrap();
+
+    let (reply, fx) = req(&mut m, "startCapture", json!({"captureId": 65538}));
+    ok(&reply);
+    assert_eq!(
+        fx.events[0].fields["desktopSharing"],
+        json!({"running": true, "sourceType": 1, "id": 65538, "windowName": "Screen 2"})
+    );
+    let (reply, fx) = req(&mut m, "startSlideShow", json!({"title": "Q4"}));
+    ok(&reply);
+    assert_eq!(names(&fx), ["mySlideShowStarted"]);
+    let (_, fx) = req(&mut m, "showSlide", json!({"idx": 3}));
+    assert_eq!(fx.events[0].fields["currentIdx"], json!(3));
+    let (info, _) = req(&mut m, "getSlideShowInfo", json!({}));
+    assert_eq!(info["currentSlideIdx"], json!(3));
+    assert_eq!(info["slides"].as_array().unwrap().len(), 5);
+
+    let fx = m.record_request("carol@srv/c1").unwrap();
+    assert_eq!(names(&fx), ["recordRequest"]);
+    refused(
+        &req(&mut m, "allowRecord", json!({"peerId": "bob@srv/9"})).0,
+        error_text::NOT_AVAILABLE,
+    );
+    let (_, fx) = req(&mut m, "denyRecord", json!({"peerId": "carol@srv/c1"}));
+    assert_eq!(fx.events[0].fields["recordAllowed"], json!(false));
+
+    let fx = m.podium_request("carol@srv/c1").unwrap();
+    assert_eq!(fx.events[0].fields["role"], json!(3));
+    m.camera_control_request("carol@srv/c1").unwrap();
+    m.set_recording(true).unwrap();
+
+    // Hanging up ends all of it, the slideshow with its own event first.
+    let (_, fx) = req(&mut m, "hangUp", json!({}));
+    assert_eq!(names(&fx)[0], "mySlideShowStopped");
+    let snap = m.snapshot();
+    assert_eq!(snap.content, None);
+    assert_eq!(snap.slide, None);
+    assert!(!snap.recording);
+    assert!(snap.podium_requests.is_empty() && snap.camera_control_requests.is_empty());
+}

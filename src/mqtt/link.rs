@@ -400,6 +400,12 @@ impl MqttLink {
         }
     }
 
+    /// Whether [`MqttLink::ready`] would return at once: a check without awaiting, for a
+    /// producer's loop.
+    pub fn has_room(&self) -> bool {
+        !self.is_connected() || self.shared.backlog.load(Ordering::Relaxed) < HIGH_WATER
+    }
+
     /// Republishes every retained message (after a Home Assistant birth message).
     pub fn republish_all(&self) {
         let _ = self.control.try_send(Control::RepublishAll);

@@ -334,6 +334,9 @@ impl MqttLink {
         let Ok(mut inbox) = shared.inbox.lock() else {
             return;
         };
+        // The outbox task takes the whole inbox on each turn: it needs waking only for the
+        // first message of a turn (one wake-up per batch, not per message of a burst).
+        let was_empty = inbox.latest.is_empty() && inbox.transient.is_empty();
         if message.retain {
             if inbox
                 .latest
@@ -352,7 +355,9 @@ impl MqttLink {
             inbox.transient.push_back(message);
         }
         drop(inbox);
-        shared.wake.notify_one();
+        if was_empty {
+            shared.wake.notify_one();
+        }
     }
 
     /// The fast path of an event or response: straight into rumqttc's request channel, one task

@@ -272,10 +272,17 @@ async fn a_participant_flood_in_one_room_does_not_starve_another() {
     // Let the bridge's queues run dry and shrink.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_kib();
+    let held = probe.messages();
+    let held_bytes: usize = held.iter().map(|m| m.topic.len() + m.payload.len()).sum();
     println!(
         "RSS of the test process (bridge, both Rooms, probe): {} KiB before the flood, {} KiB \
-         with {n} participants, {} KiB after the call ended",
-        rss_before, rss_flood, rss_after
+         with {n} participants, {} KiB after the call ended (the probe holds {} messages, {} KiB \
+         of topics and payloads)",
+        rss_before,
+        rss_flood,
+        rss_after,
+        held.len(),
+        held_bytes / 1024
     );
     let (median, max) = median_max(&mut latencies);
     let (floor_median, floor_max) = median_max(&mut floor);

@@ -35,9 +35,12 @@ const DEFAULT_FLOOD: usize = 20_000;
 const FLOOD_GUARD_PER_1000: Duration = Duration::from_secs(1);
 /// Stall guard for one command to the quiet room during the flood (figures are printed).
 const COMMAND_GUARD: Duration = Duration::from_secs(5);
-/// Stall guards for the quiet room's commands during the flood, median and slowest: generous
-/// (a debug build on a loaded machine answers in a few ms); before responses got their own
-/// lane they queued behind thousands of events (median 218 ms, max 876 ms in a release build).
+/// Stall guards for the quiet room's commands during the flood, median and slowest, on top of
+/// two broker round trips measured meanwhile (a command crosses the broker twice, and the
+/// flood loads the broker and the cores): generous, since a debug build on a loaded machine
+/// answers within 12–37 ms; before responses got their own lane they queued behind thousands
+/// of events (median 81–218 ms, max 232–876 ms in a release build with 100,000 events; at the
+/// CI size in a debug build the flood is too short to tell: median 48 ms, max 264 ms).
 const COMMAND_P50_GUARD: Duration = Duration::from_millis(50);
 const COMMAND_MAX_GUARD: Duration = Duration::from_millis(500);
 /// The second half of the flood may take at most this many times the first half (plus
@@ -269,10 +272,17 @@ async fn a_participant_flood_in_one_room_does_not_starve_another() {
     // Let the bridge's queues run dry and shrink.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = rss_kib();
+    let held = probe.messages();
+    let held_bytes: usize = held.iter().map(|m| m.topic.len() + m.payload.len()).sum();
     println!(
         "RSS of the test process (bridge, both Rooms, probe): {} KiB before the flood, {} KiB \
-         with {n} participants, {} KiB after the call ended",
-        rss_before, rss_flood, rss_after
+         with {n} participants, {} KiB after the call ended (the probe holds {} messages, {} KiB \
+         of topics and payloads)",
+        rss_before,
+        rss_flood,
+        rss_after,
+        held.len(),
+        held_bytes / 1024
     );
     let (median, max) = median_max(&mut latencies);
     let (floor_median, floor_max) = median_max(&mut floor);
@@ -290,8 +300,9 @@ async fn a_participant_flood_in_one_room_does_not_starve_another() {
         flood_time - half
     );
     assert!(
-        median < COMMAND_P50_GUARD && max < COMMAND_MAX_GUARD,
-        "the quiet room's commands waited behind the flood: median {median:?}, max {max:?}"
+        median < COMMAND_P50_GUARD + 2 * floor_median && max < COMMAND_MAX_GUARD + 2 * floor_max,
+        "the quiet room's commands waited behind the flood: median {median:?}, max {max:?} \
+         (broker round trip: median {floor_median:?}, max {floor_max:?})"
     );
     assert_eq!(
         quiet_connects(),

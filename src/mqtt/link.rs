@@ -344,6 +344,9 @@ impl MqttLink {
         let Ok(mut inbox) = shared.inbox.lock() else {
             return;
         };
+        // The outbox task takes the whole inbox on each turn: it needs waking only for the
+        // first message of a turn (one wake-up per batch, not per message of a burst).
+        let was_empty = inbox.latest.is_empty() && inbox.transient.is_empty();
         if message.retain {
             if inbox
                 .latest
@@ -362,7 +365,9 @@ impl MqttLink {
             inbox.transient.push_back(message);
         }
         drop(inbox);
-        shared.wake.notify_one();
+        if was_empty {
+            shared.wake.notify_one();
+        }
     }
 
     /// This link, with `tap` seeing every message published through it from now on (clones
@@ -415,6 +420,12 @@ impl MqttLink {
             }
             room.await;
         }
+    }
+
+    /// Whether [`MqttLink::ready`] would return at once: a check without awaiting, for a
+    /// producer's loop.
+    pub fn has_room(&self) -> bool {
+        !self.is_connected() || self.shared.backlog.load(Ordering::Relaxed) < HIGH_WATER
     }
 
     /// Republishes every retained message (after a Home Assistant birth message).

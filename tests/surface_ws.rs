@@ -592,3 +592,52 @@ async fn the_daemon_serves_the_websocket_api_and_the_panel_protocol() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_cut_without_slowing_the_bridge() {
+    let world = World::start(false, |_| {}).await;
+    let (addr, _stop) = serve(&world, Some(TOKEN)).await;
+    // A WebSocket over a socket with a tiny receive window, never read.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let (_stuck, _) =
+        tokio_tungstenite::client_async(format!("ws://{addr}/api?token={TOKEN}"), tcp)
+            .await
+            .unwrap();
+
+    // Far more than socket buffers hold (~18 MB of messages).
+    let count = 12_000;
+    let padding = "x".repeat(1500);
+    for i in 0..count {
+        world
+            .room
+            .chat_message(CHATTER, &format!("flood {i} {padding}"))
+            .unwrap();
+    }
+    let last = format!("flood {} ", count - 1);
+    world
+        .probe
+        .wait_message(
+            &t("event/incomingChatMessage"),
+            Duration::from_secs(60),
+            |p| p.contains(&last),
+        )
+        .await;
+    // Another client is served meanwhile.
+    let mut other = connect_ok(addr).await;
+    until(&mut other, "bridge/state", |p| p == "online").await;
+    // The stuck one is cut once a write waited WRITE_TIMEOUT, and counted.
+    let stats = world.running.bridge.hub().stats();
+    common::wait_until(
+        trueconf2mqtt::control::ws::WRITE_TIMEOUT + Duration::from_secs(10),
+        "the stuck client cut and counted",
+        || {
+            stats
+                .slow_clients
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 1
+        },
+    )
+    .await;
+}

@@ -95,6 +95,11 @@ impl Hub {
         let Some(topic) = self.relative(&publish.topic) else {
             return;
         };
+        // A response is for whoever sent the command: a local client gets its own privately
+        // (`ReplyTo`), and answers to MQTT clients are not broadcast to the surfaces.
+        if !publish.retain && topic.split('/').nth(1) == Some("response") {
+            return;
+        }
         let Ok(mut retained) = self.retained.lock() else {
             return;
         };
@@ -232,10 +237,13 @@ mod tests {
         hub.observe(&Publish::retained("tc/r1/mic_muted", "ON"));
         hub.observe(&Publish::retained("tc/r1/owner", "{}"));
         hub.observe(&Publish::retained("homeassistant/device/x/config", "{}"));
+        hub.observe(&Publish::transient("tc/r1/response/mic_muted", "{}"));
+        hub.observe(&Publish::transient("tc/bridge/response/health_check", "{}"));
         hub.observe(&Publish::transient("tc/r1/event/x", "{}"));
         let first = live.try_recv().unwrap();
         assert_eq!(&*first.topic, "r1/mic_muted");
         assert!(first.retained);
+        // Answers to MQTT clients are theirs: the next live message is the event.
         assert_eq!(&*live.try_recv().unwrap().topic, "r1/event/x");
         assert!(
             live.try_recv().is_err(),

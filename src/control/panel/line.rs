@@ -83,6 +83,9 @@ pub enum LineError {
     /// The line is not UTF-8.
     #[error("line is not UTF-8 text; ignored")]
     NotUtf8,
+    /// A control character other than tab (a CR before the LF is fine).
+    #[error("line holds a control character (only tab is allowed); ignored")]
+    Control,
 }
 
 /// Splits off the first word: `(word, rest with leading blanks removed)`.
@@ -98,6 +101,10 @@ fn word(text: &str) -> (&str, &str) {
 pub fn parse(line: &str) -> Result<Request<'_>, LineError> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     let line = line.trim_end_matches([' ', '\t']);
+    // A stray CR, NUL or escape inside a word would reach room ids, methods and logs.
+    if line.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(LineError::Control);
+    }
     let (keyword, rest) = word(line);
     let usage = LineError::Usage;
     let upper = keyword.to_ascii_uppercase();
@@ -232,6 +239,14 @@ mod tests {
     #[test]
     fn the_grammar() {
         assert_eq!(parse("auth s3cret\r"), Ok(Request::Auth("s3cret")));
+        // Found by the fuzzer: a CR inside the line stayed in the method's word.
+        for line in [
+            "CALL bS\t\u{1}\0\r\tx",
+            "SET r mic_muted ON\rOFF",
+            "GET r\u{1b}[31m f",
+        ] {
+            assert_eq!(parse(line), Err(LineError::Control), "{line:?}");
+        }
         assert_eq!(parse("SUBSCRIBE *"), Ok(Request::Subscribe(Target::All)));
         assert_eq!(
             parse("subscribe boardroom"),

@@ -34,6 +34,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::state::{set, str_of};
 use crate::protocol::Participant;
 
 /// Most presets, content sources, slides or requests kept (a hostile Room cannot grow them).
@@ -99,19 +100,6 @@ pub struct Panel {
     pub podium_requests: Vec<Participant>,
     /// Call ids asking to control our camera, oldest first.
     pub camera_control_requests: Vec<String>,
-}
-
-fn set<T: PartialEq>(slot: &mut T, value: T) -> bool {
-    if *slot == value {
-        false
-    } else {
-        *slot = value;
-        true
-    }
-}
-
-fn str_of(map: &Map<String, Value>, key: &str) -> Option<String> {
-    map.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
 fn int_of(map: &Map<String, Value>, key: &str) -> Option<i64> {

@@ -95,7 +95,7 @@ pub struct Conference {
 }
 
 /// Sets `slot` to `value`, reporting whether it changed.
-fn set<T: PartialEq>(slot: &mut T, value: T) -> bool {
+pub(super) fn set<T: PartialEq>(slot: &mut T, value: T) -> bool {
     if *slot == value {
         false
     } else {
@@ -104,7 +104,8 @@ fn set<T: PartialEq>(slot: &mut T, value: T) -> bool {
     }
 }
 
-fn str_of(map: &Map<String, Value>, key: &str) -> Option<String> {
+/// The string member `key`, when it is one.
+pub(super) fn str_of(map: &Map<String, Value>, key: &str) -> Option<String> {
     map.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 

@@ -653,17 +653,14 @@ fn http(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> HttpSettings 
     );
     let control = p.boolean(&mut s, "control").unwrap_or(true);
     let (auth_token, auth_token_file) = token(&mut s, creds, p);
-    if let Some(addr) = listen
-        && control
-        && auth_token.is_none()
-        && crate::control::auth::needs_token(addr)
-        && !has_problem(p, &s.key("auth_token_file"))
-    {
-        p.push(
-            s.key("auth_token"),
+    if let Some(addr) = listen.filter(|_| control && auth_token.is_none()) {
+        require_token(
+            &s,
+            p,
             format!(
                 "is not set, and http.listen = \"{addr}\" is reachable from other hosts: the control surface (the WebSocket API at /api, the web UI) would be open to anyone there"
             ),
+            addr,
             "http.auth_token or http.auth_token_file (e.g. from `openssl rand -hex 16`), or listen on 127.0.0.1, or http.control = false (health and metrics only)",
         );
     }
@@ -676,6 +673,20 @@ fn http(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> HttpSettings 
     }
 }
 
+/// A control surface listening beyond loopback without a token is a problem on `auth_token`
+/// (unless `auth_token_file` is already reported as unreadable).
+fn require_token(
+    s: &Section,
+    p: &mut Problems,
+    problem: String,
+    addr: std::net::SocketAddr,
+    ways_out: &'static str,
+) {
+    if crate::control::auth::needs_token(addr) && !has_problem(p, &s.key("auth_token_file")) {
+        p.push(s.key("auth_token"), problem, ways_out);
+    }
+}
+
 fn panel(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> PanelSettings {
     let listen = listen_address(
         &mut s,
@@ -683,16 +694,14 @@ fn panel(mut s: Section, creds: Option<&Path>, p: &mut Problems) -> PanelSetting
         "e.g. \"127.0.0.1:9181\" or \"[::]:9181\"; empty = off",
     );
     let (auth_token, auth_token_file) = token(&mut s, creds, p);
-    if let Some(addr) = listen
-        && auth_token.is_none()
-        && crate::control::auth::needs_token(addr)
-        && !has_problem(p, &s.key("auth_token_file"))
-    {
-        p.push(
-            s.key("auth_token"),
+    if let Some(addr) = listen.filter(|_| auth_token.is_none()) {
+        require_token(
+            &s,
+            p,
             format!(
                 "is not set, and panel.listen = \"{addr}\" is reachable from other hosts: anyone there could control the rooms"
             ),
+            addr,
             "panel.auth_token or panel.auth_token_file (clients send AUTH <token>), or listen on 127.0.0.1",
         );
     }
